@@ -1,0 +1,303 @@
+"""Task streams built from tensors, exposed as Avalanche benchmarks.
+
+Every sample of a stream lives in one :class:`SampleTable` on the run's device: the base
+images (normalized once), and per sample the image row, the *view* (which experience's input
+transform applies: a pixel permutation or a rotation), the label and the task label. Avalanche
+datasets hold sample ids into that table, so every Avalanche strategy works unchanged, while
+forgetbench's fast loader (``benchmarks.fastdata``) gathers whole batches by index.
+
+Scenarios (van de Ven & Tolias 2019), valid for every stream:
+- ``class``: one head over all classes seen in the stream;
+- ``task``: task label = experience id, one head per experience, labels local to the experience;
+- ``domain``: one head, labels local to the experience, no task labels.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from benchmarks.data import Dataset, load_dataset
+
+SCENARIOS = ("class", "task", "domain")
+
+
+@dataclass
+class SampleTable:
+    """All samples of a stream; ``gather(ids)`` returns the batch ``(x, y, t)``."""
+
+    images: torch.Tensor  # float32, normalized, N_base x C x H x W
+    source: torch.Tensor  # long: sample -> row of ``images``
+    view: torch.Tensor  # long: sample -> index into permutations / angles
+    y: torch.Tensor
+    t: torch.Tensor
+    background: float = 0.0  # normalized value of a black pixel (rotation fill)
+    permutations: torch.Tensor | None = None  # views x (C*H*W)
+    angles: torch.Tensor | None = None  # views, degrees
+
+    def gather(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        ids = ids.to(self.source.device)
+        x = self.images[self.source[ids]]
+        if self.permutations is not None:
+            perm = self.permutations[self.view[ids]]
+            x = x.flatten(1).gather(1, perm).view_as(x)
+        if self.angles is not None:
+            x = _rotate(x, self.angles[self.view[ids]], self.background)
+        return x, self.y[ids], self.t[ids]
+
+    def to(self, device: torch.device | str) -> "SampleTable":
+        moved = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in vars(self).items()}
+        return SampleTable(**moved)
+
+    @property
+    def device(self) -> torch.device:
+        return self.images.device
+
+
+def _rotate(x: torch.Tensor, degrees: torch.Tensor, background: float) -> torch.Tensor:
+    rad = degrees.to(x.dtype) * (math.pi / 180)
+    cos, sin, zero = rad.cos(), rad.sin(), torch.zeros_like(rad)
+    theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    out = F.grid_sample(x - background, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return out + background
+
+
+class _TableRows(torch.utils.data.Dataset):
+    """Per-sample view of a table (what Avalanche's own loaders read)."""
+
+    def __init__(self, table: SampleTable, ids: torch.Tensor):
+        self.table, self.ids = table, ids
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int):
+        x, y, _ = self.table.gather(self.ids[i : i + 1])
+        return x[0], int(y[0])
+
+
+@dataclass
+class Stream:
+    """A built stream: the table, sample ids per experience, and what the model needs."""
+
+    name: str
+    scenario: str
+    table: SampleTable
+    train_ids: list[torch.Tensor]
+    test_ids: list[torch.Tensor]
+    classes: list[list[int]]  # original classes per experience
+    num_outputs: int  # outputs per head
+    num_heads: int
+    input_shape: tuple[int, ...]
+    info: dict = field(default_factory=dict)  # class order, permutation seed, angles: recorded
+
+    @property
+    def num_experiences(self) -> int:
+        return len(self.train_ids)
+
+    def to(self, device) -> "Stream":
+        self.table = self.table.to(device)
+        return self
+
+    def benchmark(self):
+        """This stream as an Avalanche benchmark (``train_stream`` / ``test_stream``)."""
+        from avalanche.benchmarks.scenarios.dataset_scenario import benchmark_from_datasets
+        from avalanche.benchmarks.scenarios.supervised import with_classes_timeline
+        from avalanche.benchmarks.scenarios.task_aware import with_task_labels
+
+        bm = benchmark_from_datasets(
+            train=[self._avalanche_dataset(ids) for ids in self.train_ids],
+            test=[self._avalanche_dataset(ids) for ids in self.test_ids],
+        )
+        return with_task_labels(with_classes_timeline(bm))
+
+    def _avalanche_dataset(self, ids: torch.Tensor):
+        from avalanche.benchmarks.utils import DataAttribute
+        from avalanche.benchmarks.utils.classification_dataset import ClassificationDataset
+
+        ids_cpu = ids.cpu()
+        return ClassificationDataset(
+            [_TableRows(self.table, ids)],
+            data_attributes=[
+                DataAttribute(self.table.y[ids].tolist(), "targets"),
+                DataAttribute(self.table.t[ids].tolist(), "targets_task_labels", use_in_getitem=True),
+                DataAttribute(ids_cpu.tolist(), "sample_id"),
+            ],
+        )
+
+
+def _experience_labels(scenario: str, exp: int, local: torch.Tensor, global_: torch.Tensor):
+    """(label, task label) of the samples of experience ``exp`` under ``scenario``."""
+    if scenario not in SCENARIOS:
+        raise ValueError(f"unknown scenario {scenario!r}; choose one of {list(SCENARIOS)}")
+    label = global_ if scenario == "class" else local
+    task = torch.full_like(local, exp if scenario == "task" else 0)
+    return label, task
+
+
+def _first(ids: torch.Tensor, limit: int | None) -> torch.Tensor:
+    return ids if limit is None else ids[: int(limit)]
+
+
+def _normalized(ds: Dataset) -> tuple[torch.Tensor, float]:
+    x = torch.cat([ds.train_x, ds.test_x]).float().div_(255)
+    mean = torch.tensor(ds.mean).view(1, -1, 1, 1)
+    std = torch.tensor(ds.std).view(1, -1, 1, 1)
+    x = x.sub_(mean).div_(std)
+    return x, float(-ds.mean[0] / ds.std[0])
+
+
+def split_stream(
+    dataset: Dataset,
+    n_experiences: int,
+    scenario: str = "class",
+    seed: int = 0,
+    class_order: Sequence[int] | None = None,
+    max_train_per_exp: int | None = None,
+    max_test_per_exp: int | None = None,
+    name: str | None = None,
+) -> Stream:
+    """Split the classes of ``dataset`` into ``n_experiences`` disjoint groups of equal size."""
+    n_classes = dataset.num_classes
+    if class_order is None:
+        order = torch.randperm(n_classes, generator=torch.Generator().manual_seed(seed)).tolist()
+    else:
+        order = [int(c) for c in class_order]
+        if sorted(order) != list(range(n_classes)):
+            raise ValueError(f"class_order must be a permutation of 0..{n_classes - 1}, got {order}")
+    if n_classes % n_experiences:
+        raise ValueError(f"{n_classes} classes cannot be split into {n_experiences} equal experiences")
+    per_exp = n_classes // n_experiences
+    groups = [order[i * per_exp : (i + 1) * per_exp] for i in range(n_experiences)]
+    local_of = torch.empty(n_classes, dtype=torch.long)
+    for g in groups:
+        local_of[torch.tensor(g)] = torch.arange(per_exp)
+
+    images, background = _normalized(dataset)
+    n_train = len(dataset.train_y)
+    base_y = torch.cat([dataset.train_y, dataset.test_y])
+    source, labels, tasks, train_ids, test_ids = [], [], [], [], []
+    count = 0
+    for exp, g in enumerate(groups):
+        in_group = torch.isin(base_y, torch.tensor(g))
+        for split_ids, limit, is_train in ((train_ids, max_train_per_exp, True), (test_ids, max_test_per_exp, False)):
+            rows = torch.nonzero(in_group).flatten()
+            rows = _first(rows[rows < n_train] if is_train else rows[rows >= n_train], limit)
+            y, t = _experience_labels(scenario, exp, local_of[base_y[rows]], base_y[rows])
+            source.append(rows), labels.append(y), tasks.append(t)
+            split_ids.append(torch.arange(count, count + len(rows)))
+            count += len(rows)
+    table = SampleTable(
+        images=images,
+        source=torch.cat(source),
+        view=torch.zeros(count, dtype=torch.long),
+        y=torch.cat(labels),
+        t=torch.cat(tasks),
+        background=background,
+    )
+    return Stream(
+        name=name or f"split_{dataset.name}",
+        scenario=scenario,
+        table=table,
+        train_ids=train_ids,
+        test_ids=test_ids,
+        classes=groups,
+        num_outputs=n_classes if scenario == "class" else per_exp,
+        num_heads=n_experiences if scenario == "task" else 1,
+        input_shape=dataset.input_shape,
+        info={"class_order": order},
+    )
+
+
+def _transformed_stream(
+    dataset: Dataset,
+    n_experiences: int,
+    scenario: str,
+    max_train_per_exp: int | None,
+    max_test_per_exp: int | None,
+    name: str,
+    **views,
+) -> Stream:
+    """Every experience holds all classes, seen through its own input transform (view)."""
+    n_classes = dataset.num_classes
+    images, background = _normalized(dataset)
+    n_train, n_test = len(dataset.train_y), len(dataset.test_y)
+    base_y = torch.cat([dataset.train_y, dataset.test_y])
+    train_rows = _first(torch.arange(n_train), max_train_per_exp)
+    test_rows = _first(torch.arange(n_train, n_train + n_test), max_test_per_exp)
+    source, view, labels, tasks, train_ids, test_ids = [], [], [], [], [], []
+    count = 0
+    for exp in range(n_experiences):
+        for rows, split_ids in ((train_rows, train_ids), (test_rows, test_ids)):
+            y, t = _experience_labels(scenario, exp, base_y[rows], base_y[rows] + exp * n_classes)
+            source.append(rows), view.append(torch.full_like(rows, exp)), labels.append(y), tasks.append(t)
+            split_ids.append(torch.arange(count, count + len(rows)))
+            count += len(rows)
+    table = SampleTable(
+        images=images,
+        source=torch.cat(source),
+        view=torch.cat(view),
+        y=torch.cat(labels),
+        t=torch.cat(tasks),
+        background=background,
+        **views,
+    )
+    info = {k: v.tolist() for k, v in views.items() if k == "angles"}
+    return Stream(
+        name=name,
+        scenario=scenario,
+        table=table,
+        train_ids=train_ids,
+        test_ids=test_ids,
+        classes=[list(range(n_classes))] * n_experiences,
+        num_outputs=n_classes * n_experiences if scenario == "class" else n_classes,
+        num_heads=n_experiences if scenario == "task" else 1,
+        input_shape=dataset.input_shape,
+        info=info,
+    )
+
+
+def permuted_stream(dataset: Dataset, n_experiences: int = 10, scenario: str = "domain", seed: int = 0,
+                    max_train_per_exp=None, max_test_per_exp=None, name=None) -> Stream:
+    """Each experience applies its own fixed random pixel permutation (drawn from ``seed``).
+
+    In class-IL each experience's digits are new classes (10 x T outputs), as in van de Ven et al.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    size = math.prod(dataset.input_shape)
+    perms = torch.stack([torch.randperm(size, generator=gen) for _ in range(n_experiences)])
+    stream = _transformed_stream(dataset, n_experiences, scenario, max_train_per_exp, max_test_per_exp,
+                                 name or f"permuted_{dataset.name}", permutations=perms)
+    stream.info["permutation_seed"] = seed
+    return stream
+
+
+def rotated_stream(dataset: Dataset, n_experiences: int = 10, scenario: str = "domain", seed: int = 0,
+                   angles: Sequence[float] | None = None, max_train_per_exp=None, max_test_per_exp=None,
+                   name=None) -> Stream:
+    """Each experience rotates every image by its own angle (uniform in [0, 180) from ``seed``)."""
+    if angles is None:
+        angles = torch.rand(n_experiences, generator=torch.Generator().manual_seed(seed)) * 180
+    angles = torch.as_tensor(angles, dtype=torch.float32)
+    if len(angles) != n_experiences:
+        raise ValueError(f"got {len(angles)} angles for {n_experiences} experiences")
+    return _transformed_stream(dataset, n_experiences, scenario, max_train_per_exp, max_test_per_exp,
+                               name or f"rotated_{dataset.name}", angles=angles)
+
+
+KINDS = {"split": split_stream, "permuted": permuted_stream, "rotated": rotated_stream}
+
+
+def build_stream(kind: str, dataset: str, root=None, download: bool = False, **kwargs) -> Stream:
+    """Entry point used by the ``stream`` config group (``_target_``)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown stream kind {kind!r}; choose one of {sorted(KINDS)}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        data = load_dataset(dataset, root, download)
+    return KINDS[kind](data, **kwargs)

@@ -1,0 +1,35 @@
+"""Experience replay (Chaudhry et al. 2019, "On tiny episodic memories in continual learning").
+
+Each training batch of the current experience is joined by an equal-sized batch drawn from a
+bounded buffer of past samples. The buffer policy is Avalanche's: ``experience_balanced``
+(equal share per experience, Avalanche's default), ``class_balanced`` (equal share per class)
+or ``reservoir`` (a uniform sample of everything seen).
+"""
+from avalanche.training.plugins import ReplayPlugin
+from avalanche.training.storage_policy import (
+    ClassBalancedBuffer,
+    ExperienceBalancedBuffer,
+    ReservoirSamplingBuffer,
+)
+from avalanche.training.templates import SupervisedTemplate
+
+from strategies.registry import register_strategy
+
+BUFFERS = {
+    "experience_balanced": ExperienceBalancedBuffer,
+    "class_balanced": ClassBalancedBuffer,
+    "reservoir": ReservoirSamplingBuffer,
+}
+
+
+@register_strategy("replay")
+class Replay(SupervisedTemplate):
+    """Experience replay with a bounded buffer (experience-balanced, class-balanced or reservoir)."""
+
+    def __init__(self, *, mem_size: int = 1000, buffer: str = "experience_balanced",
+                 batch_size_mem: int | None = None, plugins=None, **kwargs):
+        if buffer not in BUFFERS:
+            raise ValueError(f"unknown replay buffer {buffer!r}; choose one of {sorted(BUFFERS)}")
+        policy = BUFFERS[buffer](max_size=mem_size)
+        replay = ReplayPlugin(mem_size=mem_size, batch_size_mem=batch_size_mem, storage_policy=policy)
+        super().__init__(plugins=[replay, *(plugins or [])], **kwargs)
