@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -36,9 +37,9 @@ def resolve_device(name: str) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise ConfigError(f"unknown device {name!r}; choose auto, cpu, cuda or cuda:N") from None
-    if device.type not in ("cpu", "cuda"):
-        raise ConfigError(f"unsupported device {name!r}; choose auto, cpu, cuda or cuda:N")
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"unknown device {name!r}; choose auto, cpu, cuda or cuda:N")
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ConfigError(f"device={name} but CUDA is not available here (torch {torch.__version__}); "
@@ -58,7 +59,10 @@ def _build(node, **kwargs):
     """Instantiate a config node, leaving out its ``name`` field."""
     params = OmegaConf.to_container(node, resolve=True)
     params.pop("name", None)
-    return instantiate(params, **kwargs)
+    try:
+        return instantiate(params, **kwargs)
+    except InstantiationException as error:  # surface the target's own error (it names the fix)
+        raise (error.__cause__ or error) from None
 
 
 def validate(cfg: DictConfig):

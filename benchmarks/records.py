@@ -141,4 +141,7 @@ def versions() -> dict:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             out[name] = None
+    import torch
+
+    out.update(torch=torch.__version__, cuda=torch.version.cuda)
     return out

@@ -1,0 +1,77 @@
+"""Shared test helpers: the data root, tiny generated datasets, composing the real config."""
+from __future__ import annotations
+
+import gzip
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_module
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("FORGETBENCH_DATA", REPO.parent / "shared" / "data")).resolve()
+TINY = ["stream.max_train_per_exp=48", "stream.max_test_per_exp=24", "progress=false", "device=cpu",
+        "batch_size=16"]
+
+
+def compose_cfg(overrides=(), root: Path | str = DATA):
+    with initialize_config_module(config_module="conf", version_base="1.3"):
+        return compose("config", overrides=[f"data.root={root}", *overrides])
+
+
+@pytest.fixture(scope="session")
+def mnist_root() -> Path:
+    if not (DATA / "MNIST" / "raw").is_dir():
+        pytest.fail(f"real MNIST not found under {DATA}; set FORGETBENCH_DATA to a folder holding MNIST/raw")
+    return DATA
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """An IDX file: 0x0000, dtype 0x08 (uint8), ndim, big-endian sizes, raw bytes; gzipped."""
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(s).to_bytes(4, "big") for s in array.shape)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+def make_tiny_mnist(root: Path, folder: str = "MNIST", n_train: int = 60, n_test: int = 30, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        x = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        y = np.arange(n) % 10
+        write_idx(root / folder / "raw" / f"{prefix}-images-idx3-ubyte.gz", x)
+        write_idx(root / folder / "raw" / f"{prefix}-labels-idx1-ubyte.gz", y)
+        arrays[prefix] = (x, y)
+    return arrays
+
+
+def make_tiny_cifar(root: Path, classes: int = 10, per_batch: int = 20, n_test: int = 20, seed: int = 0):
+    """CIFAR-10 (5 data batches + test_batch) or CIFAR-100 (train + test) pickles, real layout."""
+    rng = np.random.default_rng(seed)
+    key = b"labels" if classes == 10 else b"fine_labels"
+
+    def dump(path: Path, n: int):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        batch = {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), key: list(np.arange(n) % classes)}
+        with open(path, "wb") as f:
+            pickle.dump(batch, f)
+        return batch
+
+    if classes == 10:
+        train = [dump(root / "cifar-10-batches-py" / f"data_batch_{i}", per_batch) for i in range(1, 6)]
+        return train, dump(root / "cifar-10-batches-py" / "test_batch", n_test)
+    return [dump(root / "cifar-100-python" / "train", per_batch * 5)], dump(root / "cifar-100-python" / "test", n_test)
+
+
+@pytest.fixture(scope="session")
+def tiny_root(tmp_path_factory) -> Path:
+    """A data root holding tiny generated MNIST, Fashion-MNIST, CIFAR-10 and CIFAR-100 files."""
+    root = tmp_path_factory.mktemp("tiny_data")
+    make_tiny_mnist(root, "MNIST")
+    make_tiny_mnist(root, "FashionMNIST", seed=1)
+    make_tiny_cifar(root, 10)
+    make_tiny_cifar(root, 100, per_batch=40, n_test=100)
+    return root
