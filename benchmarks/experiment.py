@@ -137,28 +137,35 @@ def run(cfg: DictConfig, out_dir: str | Path) -> dict:
         "versions": records.versions(),
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
+    sink = _wandb_sink(cfg, record, out_dir)
     start = time.perf_counter()
     try:
         stream = _build(cfg.stream).to(device)
         record["stream_info"] = stream.info
         model = _build(cfg.model, input_shape=stream.input_shape, num_outputs=stream.num_outputs,
                        num_heads=stream.num_heads)
-        recorder = MatrixRecorder(stream.num_experiences, progress=cfg.progress)
+        recorder = MatrixRecorder(stream.num_experiences, progress=cfg.progress,
+                                  on_train_loss=sink.log_train_loss if sink else None)
         strategy = build_strategy(cfg, info, model, stream, device, [recorder])
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*deprecated.*")
             result = run_protocol(strategy, stream.benchmark(), recorder, offline=info.offline,
+                                  on_row=(lambda i, acc, loss: sink.log_row(i, acc)) if sink else None,
                                   train_kwargs={"reset_optimizer_state": bool(cfg.reset_optimizer)})
-    except Exception as error:
+    except BaseException as error:  # record every failure, Ctrl-C included, then re-raise
         record.update(status="failed", error=f"{type(error).__name__}: {error}",
                       traceback=traceback.format_exc(), total_seconds=time.perf_counter() - start)
         _write(out_dir, record)
+        if sink:
+            sink.fail(record["error"])
         raise
+    reference = records.joint_reference(cfg.results_dir, record)
     record.update(
         status="ok",
         accuracy_matrix=result.accuracy,
         loss_matrix=result.loss,
-        metrics=summarize(result.accuracy),
+        metrics=summarize(result.accuracy, reference[0] if reference else None),
+        intransigence_reference=reference[1] if reference else None,
         timings={
             "train_seconds": sum(result.train_seconds),
             "eval_seconds": sum(result.eval_seconds),
@@ -168,9 +175,26 @@ def run(cfg: DictConfig, out_dir: str | Path) -> dict:
         },
         finished_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     )
-    _write(out_dir, record)
+    _write(out_dir, record)  # the CSVs first: W&B can never cost them
+    if sink:
+        sink.finish(record)
     print(format_summary(record), flush=True)
     return record
+
+
+def _wandb_sink(cfg: DictConfig, record: dict, out_dir: Path):
+    """A :class:`WandbSink` when ``logger=wandb``, else None."""
+    settings = cfg.logger.get("wandb") if "logger" in cfg else None
+    if not settings:
+        return None
+    from benchmarks.wandb_sink import WandbSink
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return WandbSink(
+        project=settings.project, entity=settings.entity, mode=settings.mode, tags=list(settings.tags),
+        name=f"{record['stream']}__{record['scenario']}__{record['strategy']}__{record['seed']}",
+        group=out_dir.parent.name, job_type=record["strategy"], config=record["config"], dir=str(out_dir),
+    )
 
 
 def _write(out_dir: Path, record: dict) -> None:

@@ -6,6 +6,7 @@ them and reads the results through one plugin, :class:`MatrixRecorder`.
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -57,6 +58,8 @@ class MatrixRecorder(SupervisedPlugin):
             self._bar.update(1)
         if self._step % self.loss_every == 0:
             loss = float(strategy.loss.detach())
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"training loss is {loss} at step {self._step}; lower the learning rate?")
             if self._bar is not None:
                 self._bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
             if self.on_train_loss is not None:

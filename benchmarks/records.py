@@ -145,3 +145,18 @@ def versions() -> dict:
 
     out.update(torch=torch.__version__, cuda=torch.version.cuda)
     return out
+
+
+def joint_reference(results_dir: Path, record: dict) -> tuple[list[float], str] | None:
+    """Final accuracies of a finished joint-training run on the same stream, scenario, model and
+    seed (the reference for intransigence), and its path; None when there is none."""
+    config = record["config"]
+    key = lambda c: (c["stream"], c["scenario"], c["model"], c["seed"])  # noqa: E731
+    for path in sorted(Path(results_dir).glob("**/record.json")):
+        try:
+            other = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if other.get("strategy") == "joint" and other.get("status") == "ok" and key(other["config"]) == key(config):
+            return other["accuracy_matrix"][-1], str(path.parent)
+    return None
