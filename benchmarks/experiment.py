@@ -106,7 +106,6 @@ def build_strategy(cfg: DictConfig, info, model, stream, device, plugins):
         plugins=[*plugins, *keywords.pop("plugins", [])],
         **keywords,
     )
-    strategy.sample_table = stream.table
     strategy.data_generator = torch.Generator().manual_seed(cfg.seed)
     return strategy
 

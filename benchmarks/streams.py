@@ -13,6 +13,7 @@ Scenarios (van de Ven & Tolias 2019), valid for every stream:
 """
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -118,17 +119,66 @@ class Stream:
 
     def _avalanche_dataset(self, ids: torch.Tensor):
         from avalanche.benchmarks.utils import DataAttribute
-        from avalanche.benchmarks.utils.classification_dataset import ClassificationDataset
 
-        ids_cpu = ids.cpu()
-        return ClassificationDataset(
+        if not hasattr(self, "_dataset_class"):
+            self._dataset_class = table_dataset_class(self.table)
+        return self._dataset_class(
             [_TableRows(self.table, ids)],
             data_attributes=[
                 DataAttribute(self.table.y[ids].tolist(), "targets"),
                 DataAttribute(self.table.t[ids].tolist(), "targets_task_labels", use_in_getitem=True),
-                DataAttribute(ids_cpu.tolist(), "sample_id"),
+                DataAttribute(ids.cpu().tolist(), "sample_id"),
             ],
         )
+
+
+def sample_ids(dataset) -> torch.Tensor | None:
+    """The table ids of an Avalanche dataset's samples (cached), or None if it has none.
+
+    Subsets and concatenations keep the ``sample_id`` attribute when all their parts have it.
+    """
+    attribute = getattr(dataset, "sample_id", None)
+    if attribute is None or len(attribute) != len(dataset):
+        return None
+    cached = getattr(dataset, "_sample_ids", None)
+    if cached is None or cached[0] is not attribute:
+        cached = (attribute, torch.as_tensor(list(attribute), dtype=torch.long))
+        dataset._sample_ids = cached
+    return cached[1]
+
+
+class GatheredBatch(list):
+    """``[x, y, t]`` of a whole batch, already gathered: collate passes it through."""
+
+
+def passthrough_collate(collate):
+    @functools.wraps(collate)
+    def collate_batch(batch):
+        return list(batch) if isinstance(batch, GatheredBatch) else collate(batch)
+    return collate_batch
+
+
+def table_dataset_class(table: SampleTable) -> type:
+    """An Avalanche ClassificationDataset subclass bound to ``table``.
+
+    Its ``__getitems__`` (the batched-fetch protocol of torch's DataLoader) gathers a whole batch
+    from the table, so even loaders Avalanche builds itself (the replay loader, EWC's importance
+    pass) skip the per-sample path. Subsets and concatenations keep the class.
+    """
+    from avalanche.benchmarks.utils.classification_dataset import ClassificationDataset
+
+    class TableDataset(ClassificationDataset):
+        def __getitems__(self, indices):
+            ids = sample_ids(self)
+            if ids is None:
+                return [self[i] for i in indices]
+            return GatheredBatch(self.table.gather(ids[torch.as_tensor(indices, dtype=torch.long)]))
+
+        def _init_collate_fn(self, dataset, collate_fn):
+            return passthrough_collate(super()._init_collate_fn(dataset, collate_fn))
+
+    TableDataset.table = table
+    return TableDataset
 
 
 def _experience_labels(scenario: str, exp: int, local: torch.Tensor, global_: torch.Tensor):

@@ -103,8 +103,8 @@ class ContinualNet(MultiTaskModule):
         if task_labels is None:
             raise ValueError("a multi-head (task-IL) model needs task labels")
         if isinstance(task_labels, int):
-            task_labels = torch.full((len(x),), task_labels, device=x.device, dtype=torch.long)
-        return self.head(features, task_labels)
+            task_labels = torch.full((len(x),), task_labels, dtype=torch.long)
+        return self.head(features, task_labels.to(features.device))
 
     def forward_single_task(self, x, task_label):
         return self.forward(x, task_label)

@@ -67,10 +67,10 @@ def test_fast_loader_matches_avalanche_loader(mnist_root, tmp_path):
     stream = _build(cfg.stream)
     model = _build(cfg.model, input_shape=stream.input_shape, num_outputs=stream.num_outputs)
     results = []
-    for table in (stream.table, None):  # None: no table, Avalanche's own loaders
+    for fast in (True, False):  # False: Avalanche's own DataLoader
         recorder = MatrixRecorder(stream.num_experiences, progress=False)
         strategy = build_strategy(cfg, validate(cfg), model, stream, torch.device("cpu"), [recorder])
-        strategy.sample_table = table
+        strategy.fast_data = fast
         strategy.eval(stream.benchmark().test_stream)
         results.append(recorder.results)
     assert results[0].keys() == results[1].keys()

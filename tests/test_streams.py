@@ -95,3 +95,14 @@ def test_bad_scenario_and_kind_name_the_choices(mnist_root):
         streams.build_stream("split", "mnist", mnist_root, n_experiences=5, scenario="online")
     with pytest.raises(ValueError, match="permuted.*rotated.*split"):
         streams.build_stream("shuffled", "mnist", mnist_root)
+
+
+def test_batched_fetch_matches_per_sample_fetch_after_subset_and_concat(mnist_root):
+    s = streams.split_stream(load_dataset("mnist", mnist_root), 5, "task", max_train_per_exp=30)
+    bm = s.benchmark()
+    data = bm.train_stream[1].dataset.subset([5, 2, 9]).concat(bm.train_stream[4].dataset)
+    assert type(data).table is s.table and streams.sample_ids(data) is not None
+    indices = [0, 2, 3, 17, 32]
+    x, y, t = data.collate_fn(data.__getitems__(indices))
+    x_ref, y_ref, t_ref = data.collate_fn([data[i] for i in indices])  # Avalanche's per-sample path
+    assert torch.equal(x, x_ref) and torch.equal(y, y_ref) and torch.equal(t, t_ref)

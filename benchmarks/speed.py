@@ -1,0 +1,220 @@
+"""Speed benchmark: one protocol, three contenders, one process, ratios printed.
+
+Protocol (issue #6): Split-MNIST class-IL, MLP 784-400-400-10, Adam 1e-3, batch 128, 1 epoch
+per experience, the full accuracy matrix (untrained row + a row after each experience).
+- ``bare``: a plain PyTorch loop on pre-normalized tensors, written here for the comparison;
+- ``forgetbench``: ``benchmarks.experiment.run`` end to end (stream build excluded from the
+  protocol time, reported separately);
+- ``avalanche``: torchvision MNIST with per-sample transforms -> ``nc_benchmark`` -> the
+  Avalanche strategy with its own loaders (the "classic" pipeline).
+Time = train + every evaluation. Strategies: naive, EWC (lambda 1000), replay (1000 samples,
+experience-balanced, 128 current + 128 replayed per step).
+"""
+from __future__ import annotations
+
+import copy
+import resource
+import shutil
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from benchmarks.data import SPECS, load_dataset
+
+STRATEGIES = ("naive", "ewc", "replay")
+EWC_LAMBDA, MEM_SIZE, BATCH, EVAL_BATCH = 1000.0, 1000, 128, 1000
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _mlp(num_classes=10):
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 400), nn.ReLU(), nn.Linear(400, 400), nn.ReLU(),
+                         nn.Linear(400, num_classes))
+
+
+def bare(strategy: str, xs, ys, order, device, seed=0) -> tuple[float, np.ndarray]:
+    """The protocol as a plain PyTorch loop over tensors already normalized and on ``device``."""
+    torch.manual_seed(seed)
+    (x_tr, y_tr), (x_te, y_te) = xs, ys
+    groups = [order[2 * i : 2 * i + 2] for i in range(5)]
+    tr = [torch.isin(y_tr, torch.tensor(g, device=device)).nonzero().flatten() for g in groups]
+    te = [torch.isin(y_te, torch.tensor(g, device=device)).nonzero().flatten() for g in groups]
+    model = _mlp().to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    penalties, buffer = [], []
+    R = np.zeros((6, 5))
+
+    @torch.no_grad()
+    def evaluate(row):
+        model.eval()
+        for j, idx in enumerate(te):
+            correct = sum((model(x_te[b]).argmax(1) == y_te[b]).sum() for b in idx.split(EVAL_BATCH))
+            R[row, j] = float(correct) / len(idx)
+        model.train()
+
+    _sync(device)
+    start = time.perf_counter()
+    evaluate(0)
+    for e, idx in enumerate(tr):
+        idx = idx[torch.randperm(len(idx), device=device)]
+        mem = torch.cat(buffer) if buffer else None
+        for b in idx.split(BATCH):
+            if mem is not None:  # replay: as many buffer samples as current ones
+                b = torch.cat([b, mem[torch.randint(len(mem), (BATCH,), device=device)]])
+            loss = F.cross_entropy(model(x_tr[b]), y_tr[b])
+            for fisher, params in penalties:
+                loss = loss + EWC_LAMBDA / 2 * sum((f * (p - q) ** 2).sum() for f, p, q in
+                                                   zip(fisher, model.parameters(), params))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        if strategy == "ewc":  # diagonal Fisher: mean squared gradient over the experience's batches
+            fisher = [torch.zeros_like(p) for p in model.parameters()]
+            batches = idx.split(BATCH)
+            for b in batches:
+                model.zero_grad()
+                F.cross_entropy(model(x_tr[b]), y_tr[b]).backward()
+                for f, p in zip(fisher, model.parameters()):
+                    f += p.grad.detach() ** 2
+            penalties.append(([f / len(batches) for f in fisher], [p.detach().clone() for p in model.parameters()]))
+        if strategy == "replay":  # experience-balanced buffer
+            buffer.append(idx)
+            share = MEM_SIZE // len(buffer)
+            buffer = [m[torch.randperm(len(m), device=device)[:share]] for m in buffer]
+        evaluate(e + 1)
+    _sync(device)
+    return time.perf_counter() - start, R
+
+
+def forgetbench(strategy: str, data_root: Path, device, seed=0) -> tuple[float, float, np.ndarray, list]:
+    from hydra import compose, initialize_config_module
+
+    from benchmarks.experiment import run
+
+    overrides = [f"strategy={strategy}", f"seed={seed}", f"data.root={data_root}", f"device={device}",
+                 "progress=false", f"eval_batch_size={EVAL_BATCH}"]
+    if strategy == "replay":
+        overrides.append(f"strategy.mem_size={MEM_SIZE}")
+    with initialize_config_module(config_module="conf", version_base="1.3"):
+        cfg = compose("config", overrides=overrides)
+    with tempfile.TemporaryDirectory() as out:
+        record = run(cfg, Path(out) / "run")
+    t = record["timings"]
+    protocol = t["train_seconds"] + t["eval_seconds"]
+    return protocol, t["total_seconds"] - protocol, np.array(record["accuracy_matrix"]), \
+        record["stream_info"]["class_order"]
+
+
+def avalanche_classic(strategy: str, raw_root: Path, order, device, seed=0) -> tuple[float, np.ndarray]:
+    import torchvision
+    from avalanche.benchmarks.scenarios.deprecated.generators import nc_benchmark
+    from avalanche.training import EWC, Naive, Replay
+    from avalanche.training.plugins import EvaluationPlugin
+    from avalanche.training.plugins.evaluation import default_evaluator  # noqa: F401
+    from torchvision import transforms
+
+    from benchmarks.protocol import MatrixRecorder
+
+    torch.manual_seed(seed)
+    tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))])
+    train = torchvision.datasets.MNIST(str(raw_root), train=True, download=True, transform=tf)
+    test = torchvision.datasets.MNIST(str(raw_root), train=False, download=True, transform=tf)
+    bm = nc_benchmark(train, test, n_experiences=5, task_labels=False, fixed_class_order=order)
+    recorder = MatrixRecorder(5, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        evaluator = EvaluationPlugin(loggers=[])
+    model = _mlp()
+    kwargs = dict(model=model, optimizer=torch.optim.Adam(model.parameters(), lr=1e-3),
+                  criterion=nn.CrossEntropyLoss(), train_mb_size=BATCH, train_epochs=1, eval_mb_size=EVAL_BATCH,
+                  device=device, evaluator=evaluator, plugins=[recorder])
+    cls = {"naive": Naive, "ewc": EWC, "replay": Replay}[strategy]
+    extra = {"ewc": {"ewc_lambda": EWC_LAMBDA}, "replay": {"mem_size": MEM_SIZE}}.get(strategy, {})
+    agent = cls(**kwargs, **extra)
+    R = np.zeros((6, 5))
+
+    def evaluate(row):
+        recorder.results.clear()
+        agent.eval(bm.test_stream)
+        for j, (acc, _) in recorder.results.items():
+            R[row, j] = acc
+
+    _sync(device)
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        evaluate(0)
+        for e, experience in enumerate(bm.train_stream):
+            agent.train(experience, eval_streams=[])
+            evaluate(e + 1)
+    _sync(device)
+    return time.perf_counter() - start, R
+
+
+def main(data_root: str | None = None, device: str = "auto", strategies=STRATEGIES, classic: bool = True) -> list:
+    from benchmarks.experiment import describe_device, resolve_device
+    from benchmarks.metrics import average_accuracy
+
+    device = resolve_device(device)
+    root = Path(data_root) if data_root else None
+    ds = load_dataset("mnist", root)
+    data_root = root or Path(__import__("benchmarks.data", fromlist=["default_root"]).default_root())
+    mean, std = ds.mean[0], ds.std[0]
+    norm = lambda x: ((x.float() / 255 - mean) / std).to(device)  # noqa: E731
+    xs = (norm(ds.train_x), ds.train_y.to(device))
+    ys = (norm(ds.test_x), ds.test_y.to(device))
+    raw = Path(tempfile.mkdtemp(prefix="fb_mnist_"))
+    shutil.copytree(Path(data_root) / SPECS["mnist"].folder, raw / "MNIST" / "raw")  # torchvision extracts here
+    print(f"device: {describe_device(device)}; torch {torch.__version__}; "
+          f"peak RSS after loading MNIST: {peak_rss_mb():.0f} MB", flush=True)
+    rows = []
+    try:
+        for name in strategies:
+            fb_time, fb_setup, fb_R, order = forgetbench(name, data_root, device)
+            bare_time, bare_R = bare(name, (xs[0], xs[1]), (ys[0], ys[1]), order, device)
+            row = {"strategy": name, "bare_s": bare_time, "forgetbench_s": fb_time, "fb_setup_s": fb_setup,
+                   "acc_bare": average_accuracy(bare_R), "acc_fb": average_accuracy(fb_R)}
+            if classic:
+                av_time, av_R = avalanche_classic(name, raw, order, device)
+                row.update(avalanche_s=av_time, acc_avalanche=average_accuracy(av_R))
+            row["peak_rss_mb"] = peak_rss_mb()
+            rows.append(row)
+            print(format_row(row), flush=True)
+    finally:
+        shutil.rmtree(raw, ignore_errors=True)
+    print(format_table(rows))
+    return rows
+
+
+def format_row(r: dict) -> str:
+    av = f", avalanche {r['avalanche_s']:.2f}s" if "avalanche_s" in r else ""
+    return f"  {r['strategy']}: bare {r['bare_s']:.2f}s, forgetbench {r['forgetbench_s']:.2f}s{av}"
+
+
+def format_table(rows: list) -> str:
+    lines = ["| strategy | bare loop (s) | forgetbench (s) | Avalanche classic (s) | forgetbench / bare "
+             "| Avalanche / forgetbench | ACC bare / fb / Avalanche | peak RSS (MB) |",
+             "|---|---:|---:|---:|---:|---:|---|---:|"]
+    for r in rows:
+        av = r.get("avalanche_s", float("nan"))
+        lines.append(
+            f"| {r['strategy']} | {r['bare_s']:.2f} | {r['forgetbench_s']:.2f} | {av:.2f} "
+            f"| {r['forgetbench_s'] / r['bare_s']:.2f}x | {av / r['forgetbench_s']:.1f}x "
+            f"| {r['acc_bare']:.3f} / {r['acc_fb']:.3f} / {r.get('acc_avalanche', float('nan')):.3f} "
+            f"| {r['peak_rss_mb']:.0f} |")
+    setup = ", ".join(f"{r['strategy']} {r['fb_setup_s']:.1f}s" for r in rows)
+    lines.append(f"(forgetbench's stream build, outside the protocol time: {setup})")
+    return "\n".join(lines)

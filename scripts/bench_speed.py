@@ -1,0 +1,26 @@
+"""``python scripts/bench_speed.py [--device auto] [--strategies naive,ewc,replay] [--no-classic]``
+
+Times the same protocol through a bare PyTorch loop, forgetbench and Avalanche's classic
+pipeline in one process and prints a Markdown table of times and ratios (benchmarks/speed.py).
+"""
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def main() -> None:
+    from benchmarks import speed
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-root", default=None, help="default: $FORGETBENCH_DATA or ./data")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--strategies", default=",".join(speed.STRATEGIES))
+    parser.add_argument("--no-classic", action="store_true", help="skip the (slow) Avalanche classic pipeline")
+    args = parser.parse_args()
+    speed.main(args.data_root, args.device, args.strategies.split(","), classic=not args.no_classic)
+
+
+if __name__ == "__main__":
+    main()
