@@ -1,19 +1,27 @@
 """The tensor-resident data path: whole batches gathered by index from a :class:`SampleTable`.
 
 Avalanche's own loaders fetch and collate one sample at a time. ``with_fast_data(cls)`` gives
-any Avalanche strategy class train/eval loaders that slice batches straight out of the table
-(on the run's device, so no host-to-device copy per batch). Datasets not built from a table fall
-back to Avalanche's loaders unchanged. Loaders that plugins build themselves (the replay loader,
-EWC's importance pass) are torch DataLoaders over our datasets, which fetch whole batches
-through ``TableDataset.__getitems__`` (benchmarks/streams.py).
+any Avalanche strategy class loaders that slice batches straight out of the table, on the
+run's device, so no data crosses from host to device per batch:
+- its train and eval loaders become :class:`TensorBatches`;
+- a multi-dataset loader a plugin installs (the replay loader: current data + buffer) becomes
+  :class:`TensorMultiBatches`, which draws batches with the same rules as Avalanche's sampler;
+- anything else a plugin builds from our datasets (EWC's importance pass) is a torch
+  DataLoader, which fetches whole batches through ``TableDataset.__getitems__``.
+Datasets not built from a table keep Avalanche's loaders unchanged.
 """
 from __future__ import annotations
 
 import functools
+import math
 
 import torch
 
-from benchmarks.streams import GatheredBatch, SampleTable, sample_ids
+from benchmarks.streams import SampleTable, sample_ids
+
+
+def _table(dataset) -> SampleTable | None:
+    return getattr(type(dataset), "table", None)
 
 
 class TensorBatches:
@@ -36,8 +44,57 @@ class TensorBatches:
             yield list(self.table.gather(ids[i * self.batch_size : (i + 1) * self.batch_size]))
 
 
+class TensorMultiBatches:
+    """Batches joining ``batch_sizes[k]`` samples of each dataset k, as Avalanche's
+    ``MultiDatasetDataLoader`` (e.g. the replay loader) draws them: the epoch ends with the
+    ``termination`` dataset; the others restart, reshuffled, when used up (``oversample``) or
+    drop out. All positions of an epoch are drawn up front and sent to the device at once."""
+
+    def __init__(self, table: SampleTable, ids: list[torch.Tensor], batch_sizes: list[int], termination: int,
+                 oversample: bool, shuffle: bool = True, generator: torch.Generator | None = None):
+        self.table, self.batch_sizes = table, batch_sizes
+        self.ids = [i.to(table.device) for i in ids]
+        self.termination, self.oversample, self.shuffle, self.generator = termination, oversample, shuffle, generator
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.ids[self.termination]) / self.batch_sizes[self.termination])
+
+    def _order(self, n: int) -> torch.Tensor:
+        return torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+
+    def _chunks(self, k: int, steps: int) -> list[torch.Tensor | None]:
+        """Positions dataset k contributes to each step (None once it has dropped out)."""
+        n, size, chunks = len(self.ids[k]), self.batch_sizes[k], []
+        while len(chunks) < steps and n:
+            chunks += list(self._order(n).split(size))
+            if k != self.termination and not self.oversample:
+                break
+        return (chunks + [None] * steps)[:steps]
+
+    def __iter__(self):
+        steps = len(self)
+        offsets = torch.tensor([0] + [len(i) for i in self.ids]).cumsum(0)
+        per_dataset = [self._chunks(k, steps) for k in range(len(self.ids))]
+        batches = [torch.cat([c[s] + offsets[k] for k, c in enumerate(per_dataset) if c[s] is not None])
+                   for s in range(steps)]
+        flat = torch.cat(self.ids)[torch.cat(batches).to(self.table.device)]  # one copy per epoch
+        for batch in flat.split([len(b) for b in batches]):
+            yield list(self.table.gather(batch))
+
+    @classmethod
+    def from_avalanche(cls, loader, generator=None):
+        """The equivalent of an Avalanche ``MultiDatasetDataLoader``, or None if there is none."""
+        tables = {id(_table(d)) for d in loader.datasets}
+        ids = [sample_ids(d) for d in loader.datasets]
+        if (len(tables) != 1 or _table(loader.datasets[0]) is None or any(i is None for i in ids)
+                or loader.never_ending or loader.distributed_sampling):
+            return None
+        return cls(_table(loader.datasets[0]), ids, loader.batch_sizes, loader.termination_dataset,
+                   loader.oversample_small_datasets, loader.loader_kwargs.get("shuffle", True), generator)
+
+
 class FastDataMixin:
-    """Replaces the strategy's train/eval loaders with :class:`TensorBatches`.
+    """Replaces the strategy's loaders with tensor batches (see the module docstring).
 
     ``data_generator`` sets the shuffling order; ``fast_data = False`` turns the path off.
     Difference from Avalanche's default train loader: one shuffled loader over all samples
@@ -48,7 +105,7 @@ class FastDataMixin:
     data_generator: torch.Generator | None = None
 
     def _fast(self, shuffle: bool, batch_size: int, drop_last: bool = False):
-        table: SampleTable | None = getattr(type(self.adapted_dataset), "table", None)
+        table = _table(self.adapted_dataset)
         ids = sample_ids(self.adapted_dataset) if (self.fast_data and table is not None) else None
         if ids is None:
             return None
@@ -65,8 +122,11 @@ class FastDataMixin:
 
     def _before_training_exp(self, **kwargs):
         super()._before_training_exp(**kwargs)  # plugins (e.g. replay) may swap the loader here
-        if self.fast_data:
-            self.dataloader = fast_multi_loader(self.dataloader)
+        from avalanche.benchmarks.utils.data_loader import MultiDatasetDataLoader
+
+        if self.fast_data and isinstance(self.dataloader, MultiDatasetDataLoader):
+            self.dataloader = TensorMultiBatches.from_avalanche(self.dataloader, self.data_generator) \
+                or self.dataloader
 
     def make_eval_dataloader(self, num_workers=0, shuffle=False, pin_memory=None,
                              persistent_workers=False, **kwargs):
@@ -75,45 +135,6 @@ class FastDataMixin:
             return super().make_eval_dataloader(num_workers=num_workers, shuffle=shuffle, pin_memory=False,
                                                 persistent_workers=persistent_workers, **kwargs)
         self.dataloader = loader
-
-
-class _TableConcat(torch.utils.data.ConcatDataset):
-    """ConcatDataset of table-backed datasets that fetches whole batches from the table."""
-
-    def __init__(self, datasets, table: SampleTable, ids: torch.Tensor):
-        super().__init__(datasets)
-        self.table, self.ids = table, ids
-
-    def __getitems__(self, indices):
-        return GatheredBatch(self.table.gather(self.ids[torch.as_tensor(indices, dtype=torch.long)]))
-
-
-def _make_table_loader(self, datasets, batch_sampler):
-    """``MultiDatasetDataLoader._make_pytorch_loader`` with batched fetching (same sampler)."""
-    from avalanche.benchmarks.utils.data_loader import _make_data_loader_with_batched_sampler
-
-    ids = [sample_ids(d) for d in datasets]
-    tables = {id(getattr(type(d), "table", None)) for d in datasets}
-    if any(i is None for i in ids) or len(tables) != 1:
-        return super(type(self), self)._make_pytorch_loader(datasets, batch_sampler)
-    concat = _TableConcat(datasets, type(datasets[0]).table, torch.cat(ids))
-    return _make_data_loader_with_batched_sampler(concat, batch_sampler=batch_sampler,
-                                                  data_loader_args=self.loader_kwargs)
-
-
-@functools.cache
-def _fast_multi_loader_class(cls: type) -> type:
-    return type(cls.__name__, (cls,), {"_make_pytorch_loader": _make_table_loader, "_fast_fetch": True})
-
-
-def fast_multi_loader(loader):
-    """Give an Avalanche multi-dataset loader (e.g. the replay loader) batched fetching; it keeps
-    Avalanche's own batch sampler, so which samples form a batch is unchanged."""
-    from avalanche.benchmarks.utils.data_loader import MultiDatasetDataLoader
-
-    if isinstance(loader, MultiDatasetDataLoader) and not hasattr(type(loader), "_fast_fetch"):
-        loader.__class__ = _fast_multi_loader_class(type(loader))
-    return loader
 
 
 @functools.cache

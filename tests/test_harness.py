@@ -131,3 +131,20 @@ def test_cli_runs_a_sweep_into_one_directory(mnist_root, tmp_path):
     runs = pd.read_csv(tmp_path / "grid" / "runs.csv")
     assert sorted(runs.strategy) == ["ewc", "naive"] and (runs.status == "ok").all()
     assert len(list((tmp_path / "grid").glob("*/record.json"))) == 2
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_run_keeps_batches_on_the_device(mnist_root, tmp_path):
+    """On CUDA the table lives on the GPU: training copies nothing host-to-device per batch."""
+    from torch.profiler import ProfilerActivity, profile
+
+    for name in ("naive", "replay", "ewc"):
+        cfg = compose_cfg(["strategy=" + name, "scenario=task", "device=cuda", "progress=false",
+                           "stream.max_train_per_exp=2048", "batch_size=64"])
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            record = run(cfg, tmp_path / name)
+        assert record["device"].startswith("cuda")
+        batches = 5 * 2048 // 64
+        copies = [e for e in prof.events() if "Memcpy HtoD" in e.name]
+        assert len(copies) < batches / 4, f"{name}: {len(copies)} host-to-device copies for {batches} batches"
+        assert np.diag(np.array(record["accuracy_matrix"])[1:]).mean() > 0.9
