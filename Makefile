@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	touch $@
 
 demo: install
-	$(BIN)/forgetbench -m +experiment=demo data.download=true
+	$(BIN)/forgetbench -m experiment=demo data.download=true
 
 test: install
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

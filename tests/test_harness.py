@@ -148,3 +148,10 @@ def test_cuda_run_keeps_batches_on_the_device(mnist_root, tmp_path):
         copies = [e for e in prof.events() if "Memcpy HtoD" in e.name]
         assert len(copies) < batches / 4, f"{name}: {len(copies)} host-to-device copies for {batches} batches"
         assert np.diag(np.array(record["accuracy_matrix"])[1:]).mean() > 0.9
+
+
+@pytest.mark.parametrize("experiment", sorted(p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml")))
+def test_every_experiment_file_composes_and_runs_tiny(experiment, mnist_root, tmp_path):
+    cfg = compose_cfg([f"experiment={experiment}", *TINY, "epochs=1"])
+    record = run(cfg, tmp_path / experiment)
+    assert record["status"] == "ok" and len(record["accuracy_matrix"]) == cfg.stream.n_experiences + 1
