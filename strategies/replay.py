@@ -22,6 +22,14 @@ BUFFERS = {
 }
 
 
+class _ReplayPlugin(ReplayPlugin):
+    """Avalanche's ReplayPlugin, updating the buffer through ``post_adapt`` (what its deprecated
+    ``update`` does, without the deprecation warning at every experience)."""
+
+    def after_training_exp(self, strategy, **kwargs):
+        self.storage_policy.post_adapt(strategy, strategy.experience)
+
+
 @register_strategy("replay")
 class Replay(SupervisedTemplate):
     """Experience replay with a bounded buffer (experience-balanced, class-balanced or reservoir)."""
@@ -31,5 +39,5 @@ class Replay(SupervisedTemplate):
         if buffer not in BUFFERS:
             raise ValueError(f"unknown replay buffer {buffer!r}; choose one of {sorted(BUFFERS)}")
         policy = BUFFERS[buffer](max_size=mem_size)
-        replay = ReplayPlugin(mem_size=mem_size, batch_size_mem=batch_size_mem, storage_policy=policy)
+        replay = _ReplayPlugin(mem_size=mem_size, batch_size_mem=batch_size_mem, storage_policy=policy)
         super().__init__(plugins=[replay, *(plugins or [])], **kwargs)
