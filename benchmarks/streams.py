@@ -142,9 +142,20 @@ def sample_ids(dataset) -> torch.Tensor | None:
         return None
     cached = getattr(dataset, "_sample_ids", None)
     if cached is None or cached[0] is not attribute:
-        cached = (attribute, torch.as_tensor(list(attribute), dtype=torch.long))
+        table = getattr(type(dataset), "table", None)
+        ids = torch.as_tensor(list(attribute), dtype=torch.long)
+        cached = (attribute, ids.to(table.device) if table is not None else ids)
         dataset._sample_ids = cached
     return cached[1]
+
+
+def _select(ids: torch.Tensor, indices) -> torch.Tensor:
+    """``ids[indices]``; a contiguous run of indices (sequential loaders) is a slice, which
+    needs no index copy to the device."""
+    first = indices[0] if len(indices) else 0
+    if list(indices) == list(range(first, first + len(indices))):
+        return ids[first : first + len(indices)]
+    return ids[torch.as_tensor(indices, dtype=torch.long).to(ids.device)]
 
 
 class GatheredBatch(list):
@@ -172,7 +183,7 @@ def table_dataset_class(table: SampleTable) -> type:
             ids = sample_ids(self)
             if ids is None:
                 return [self[i] for i in indices]
-            return GatheredBatch(self.table.gather(ids[torch.as_tensor(indices, dtype=torch.long)]))
+            return GatheredBatch(self.table.gather(_select(ids, indices)))
 
         def _init_collate_fn(self, dataset, collate_fn):
             return passthrough_collate(super()._init_collate_fn(dataset, collate_fn))
