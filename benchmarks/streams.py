@@ -159,13 +159,18 @@ def _select(ids: torch.Tensor, indices) -> torch.Tensor:
 
 
 class GatheredBatch(list):
-    """``[x, y, t]`` of a whole batch, already gathered: collate passes it through."""
+    """A batch gathered at once: to any collate function a list of ``(x, y, t)`` samples (views
+    of the batch tensors); forgetbench's collate passes the batch tensors through unchanged."""
+
+    def __init__(self, batch):
+        super().__init__(zip(*(part.unbind(0) for part in batch)))
+        self.batch = list(batch)
 
 
 def passthrough_collate(collate):
     @functools.wraps(collate)
     def collate_batch(batch):
-        return list(batch) if isinstance(batch, GatheredBatch) else collate(batch)
+        return batch.batch if isinstance(batch, GatheredBatch) else collate(batch)
     return collate_batch
 
 
@@ -176,12 +181,13 @@ def table_dataset_class(table: SampleTable) -> type:
     from the table, so even loaders Avalanche builds itself (the replay loader, EWC's importance
     pass) skip the per-sample path. Subsets and concatenations keep the class.
     """
-    from avalanche.benchmarks.utils.classification_dataset import ClassificationDataset
+    from avalanche.benchmarks.utils.classification_dataset import TaskAwareSupervisedClassificationDataset
 
-    class TableDataset(ClassificationDataset):
+    class TableDataset(TaskAwareSupervisedClassificationDataset):
         def __getitems__(self, indices):
             ids = sample_ids(self)
-            if ids is None:
+            in_items = [name for name, a in self._data_attributes.items() if a.use_in_getitem]
+            if ids is None or in_items != ["targets_task_labels"]:  # e.g. DER's stored logits
                 return [self[i] for i in indices]
             return GatheredBatch(self.table.gather(_select(ids, indices)))
 

@@ -1,7 +1,8 @@
 """Models: a backbone (MLP or reduced ResNet-18) and an output head chosen by the scenario.
 
-Class- and domain-IL use one linear head; task-IL uses one head per experience, applied to
-each sample by its task label in one batched product (no per-task loop, no host sync).
+Class- and domain-IL use one linear head (:class:`ContinualNet`); task-IL uses one head per
+experience (:class:`MultiHeadNet`), applied to each sample by its task label in one batched
+product (no per-task loop, no host sync).
 """
 from __future__ import annotations
 
@@ -84,24 +85,32 @@ class MultiHead(nn.Module):
         return out if self.bias is None else out + self.bias[task_labels]
 
 
-class ContinualNet(MultiTaskModule):
-    """Backbone + head. Task labels select the head in task-IL and are ignored otherwise."""
+class ContinualNet(nn.Module):
+    """Backbone + one linear head (class- and domain-IL). Task labels, if given, are ignored."""
 
-    def __init__(self, backbone: nn.Module, num_outputs: int, num_heads: int = 1, head_bias: bool = True):
+    def __init__(self, backbone: nn.Module, num_outputs: int, head_bias: bool = True):
+        super().__init__()
+        self.backbone = backbone
+        self.head = nn.Linear(backbone.out_features, num_outputs, bias=head_bias)
+
+    def forward(self, x, task_labels=None):
+        return self.head(self.backbone(x))
+
+
+class MultiHeadNet(MultiTaskModule):
+    """Backbone + one head per task (task-IL), an Avalanche ``MultiTaskModule``: without task
+    labels it returns ``{task: output}`` for every head, as Avalanche expects (e.g. LwF)."""
+
+    def __init__(self, backbone: nn.Module, num_outputs: int, num_heads: int, head_bias: bool = True):
         super().__init__()
         self.backbone = backbone
         self.num_heads = num_heads
-        if num_heads == 1:
-            self.head = nn.Linear(backbone.out_features, num_outputs, bias=head_bias)
-        else:
-            self.head = MultiHead(backbone.out_features, num_outputs, num_heads, bias=head_bias)
+        self.head = MultiHead(backbone.out_features, num_outputs, num_heads, bias=head_bias)
 
     def forward(self, x, task_labels=None):
         features = self.backbone(x)
-        if self.num_heads == 1:
-            return self.head(features)
         if task_labels is None:
-            raise ValueError("a multi-head (task-IL) model needs task labels")
+            return {t: self.head(features, torch.full((len(x),), t, device=x.device)) for t in range(self.num_heads)}
         if isinstance(task_labels, int):
             task_labels = torch.full((len(x),), task_labels, dtype=torch.long)
         return self.head(features, task_labels.to(features.device))
@@ -110,11 +119,17 @@ class ContinualNet(MultiTaskModule):
         return self.forward(x, task_label)
 
 
+def _net(backbone: nn.Module, num_outputs: int, num_heads: int, head_bias: bool = True) -> nn.Module:
+    if num_heads == 1:
+        return ContinualNet(backbone, num_outputs, head_bias)
+    return MultiHeadNet(backbone, num_outputs, num_heads, head_bias)
+
+
 def mlp(input_shape: Sequence[int], num_outputs: int, num_heads: int = 1, hidden_sizes=(400, 400),
         dropout: float = 0.0, bias: bool = True, input_dropout: float = 0.0) -> ContinualNet:
     backbone = MLP(math.prod(input_shape), list(hidden_sizes), dropout, bias, input_dropout)
-    return ContinualNet(backbone, num_outputs, num_heads, head_bias=bias)
+    return _net(backbone, num_outputs, num_heads, head_bias=bias)
 
 
-def reduced_resnet18(input_shape: Sequence[int], num_outputs: int, num_heads: int = 1, nf: int = 20) -> ContinualNet:
-    return ContinualNet(ReducedResNet18(input_shape[0], nf), num_outputs, num_heads)
+def reduced_resnet18(input_shape: Sequence[int], num_outputs: int, num_heads: int = 1, nf: int = 20) -> nn.Module:
+    return _net(ReducedResNet18(input_shape[0], nf), num_outputs, num_heads)

@@ -18,6 +18,9 @@ def test_multi_head_applies_each_samples_own_head():
         expected = features[i] @ head.weight[t[i]].T + head.bias[t[i]]
         torch.testing.assert_close(out[i], expected)
     torch.testing.assert_close(net(x[:2], 3), net(x[:2], torch.tensor([3, 3])))
+    every_head = net(x)  # no task labels: Avalanche's {task: output} convention (used by LwF)
+    assert sorted(every_head) == [0, 1, 2, 3]
+    torch.testing.assert_close(every_head[3][1], out[1])
 
 
 def test_single_head_ignores_task_labels():

@@ -51,3 +51,23 @@ def test_every_strategy_runs_a_tiny_stream(name, scenario, mnist_root, tmp_path)
     assert not np.isnan(acc[0]).any() and not np.isnan(acc[-1]).any()
     assert ((acc[-1] >= 0) & (acc[-1] <= 1)).all()
     assert strategies.get_strategy(name).offline == np.isnan(acc[1:-1]).all()
+
+
+AVALANCHE = {  # other Avalanche strategies, run unchanged on forgetbench's streams
+    "LwF": ["+strategy.alpha=1.0", "+strategy.temperature=2.0"],
+    "SynapticIntelligence": ["+strategy.si_lambda=1.0"],
+    "MAS": [],
+    "AGEM": ["+strategy.patterns_per_exp=16"],
+    "GDumb": ["+strategy.mem_size=40"],
+    "DER": ["+strategy.mem_size=40"],  # calls model(x) without task labels: single-head only, in Avalanche too
+    "ER_ACE": ["+strategy.mem_size=40"],
+}
+
+
+@pytest.mark.parametrize("target,scenario", [(t, s) for t in sorted(AVALANCHE) for s in ("class", "task")
+                                             if not (t == "DER" and s == "task")])
+def test_other_avalanche_strategies_run_unchanged(target, scenario, mnist_root, tmp_path):
+    cfg = compose_cfg(["strategy=naive", f"strategy._target_=avalanche.training.{target}", *AVALANCHE[target],
+                       f"scenario={scenario}", *TINY])
+    record = run(cfg, tmp_path / "run")
+    assert record["status"] == "ok" and not np.isnan(np.array(record["accuracy_matrix"])).any()
