@@ -61,11 +61,15 @@ def test_crashed_run_closes_wandb_with_failure_code(offline, mnist_root, tmp_pat
     assert json.loads((out / "record.json").read_text())["status"] == "failed"
 
 
-@pytest.mark.parametrize("broken", ["init", "log"])
+@pytest.mark.parametrize("broken", ["import", "init", "log"])
 def test_wandb_failure_warns_and_keeps_the_csvs(broken, offline, mnist_root, tmp_path, monkeypatch):
+    import sys
+
     import wandb
 
     real_init = wandb.init
+    if broken == "import":
+        monkeypatch.setitem(sys.modules, "wandb", None)  # `import wandb` raises ImportError
 
     def failing_init(**kwargs):
         if broken == "init":
