@@ -119,17 +119,22 @@ class Stream:
 
     def _avalanche_dataset(self, ids: torch.Tensor):
         from avalanche.benchmarks.utils import DataAttribute
+        from avalanche.benchmarks.utils.flat_data import ConstantSequence
 
         if not hasattr(self, "_dataset_class"):
             self._dataset_class = table_dataset_class(self.table)
-        return self._dataset_class(
+        task = self.table.t[ids[:1]].tolist() or [0]  # one task label per experience
+        sample_id = DataAttribute(ids.cpu().tolist(), "sample_id")
+        dataset = self._dataset_class(
             [_TableRows(self.table, ids)],
             data_attributes=[
                 DataAttribute(self.table.y[ids].tolist(), "targets"),
-                DataAttribute(self.table.t[ids].tolist(), "targets_task_labels", use_in_getitem=True),
-                DataAttribute(ids.cpu().tolist(), "sample_id"),
+                DataAttribute(ConstantSequence(task[0], len(ids)), "targets_task_labels", use_in_getitem=True),
+                sample_id,
             ],
         )
+        dataset._sample_ids = (dataset.sample_id, ids.to(self.table.device))  # what sample_ids() would compute
+        return dataset
 
 
 def sample_ids(dataset) -> torch.Tensor | None:

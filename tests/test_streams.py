@@ -86,7 +86,8 @@ def test_avalanche_datasets_carry_the_table_ids_and_labels(mnist_root):
     x, y, t = exp.dataset[7]
     x_ref, y_ref, t_ref = s.table.gather(s.train_ids[3][7:8])
     assert torch.equal(x, x_ref[0]) and y == int(y_ref) and t == int(t_ref) == 3
-    assert list(exp.dataset.sample_id) == s.train_ids[3].tolist()
+    assert list(exp.dataset.sample_id) == s.train_ids[3].tolist() == streams.sample_ids(exp.dataset).tolist()
+    assert streams.sample_ids(exp.dataset.subset([4, 1])).tolist() == s.train_ids[3][[4, 1]].tolist()
     assert exp.task_label == 3 and exp.classes_in_this_experience == {0, 1}
 
 
