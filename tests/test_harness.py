@@ -141,15 +141,15 @@ def test_cuda_run_copies_nothing_host_to_device_per_batch(name, mnist_root, tmp_
     from torch.profiler import ProfilerActivity, profile
 
     copies = {}
-    for batch_size in (64, 16):  # 160 vs 640 training batches
+    for batch_size in (32, 8):  # 160 vs 640 training batches
         cfg = compose_cfg([f"strategy={name}", "scenario=task", "device=cuda", "progress=false",
-                           "stream.max_train_per_exp=2048", f"batch_size={batch_size}"])
-        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA], acc_events=True) as prof:
+                           "stream.max_train_per_exp=1024", f"batch_size={batch_size}"])
+        with profile(activities=[ProfilerActivity.CUDA], acc_events=True) as prof:  # CUDA only: cheap
             record = run(cfg, tmp_path / f"{name}{batch_size}")
         assert record["device"].startswith("cuda")
         assert np.diag(np.array(record["accuracy_matrix"])[1:]).mean() > 0.9
         copies[batch_size] = sum("Memcpy HtoD" in e.name for e in prof.events())
-    assert copies[16] - copies[64] < 16, f"{name}: host-to-device copies {copies} grow with the batches"
+    assert copies[8] - copies[32] < 16, f"{name}: host-to-device copies {copies} grow with the batches"
 
 
 @pytest.mark.parametrize("experiment", sorted(p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml")))
