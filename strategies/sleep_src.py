@@ -71,7 +71,7 @@ def stdp(weight: torch.Tensor, pre: torch.Tensor, post: torch.Tensor, inc: float
 
 
 class SpikingSleep(SleepPlugin):
-    """After each experience: gather input/activation statistics, then run the spiking sleep phase."""
+    """After each experience: gather input/activation statistics, convert, run the spiking sleep phase."""
 
     def __init__(self, iterations: int, increment: int, input_rate: float, dt: float, inc: float, dec: float,
                  thresholds: Sequence[float], alpha_scale: float, decay: float, window: int | None,
@@ -82,10 +82,6 @@ class SpikingSleep(SleepPlugin):
         self.thresholds, self.alpha_scale, self.decay = list(thresholds), alpha_scale, decay
         self.window, self.weight_dependent, self.seed = window, weight_dependent, seed
         self.input_sum, self.input_count = None, 0
-
-    def after_training_exp(self, strategy, **kwargs):
-        self.max_activations = self.statistics(strategy)
-        super().after_training_exp(strategy, **kwargs)
 
     @torch.no_grad()
     def statistics(self, strategy) -> list[float]:
@@ -117,7 +113,8 @@ class SpikingSleep(SleepPlugin):
         if len(self.thresholds) != len(weights):
             raise ValueError(f"sleep_src: {len(self.thresholds)} thresholds for {len(weights)} layers; "
                              "give one threshold per Linear layer")
-        alphas = [s * self.alpha_scale for s in layer_scales(weights, self.max_activations)]
+        max_activations = self.statistics(strategy)  # part of the conversion, so timed as sleep
+        alphas = [s * self.alpha_scale for s in layer_scales(weights, max_activations)]
         steps = self.iterations + self.increment * strategy.experience.current_experience
         mean_input = (self.input_sum / self.input_count).clamp(min=0)
         self.run(weights, alphas, mean_input, steps, strategy.device)
