@@ -68,9 +68,12 @@ class ReservoirBuffer:
 
 @torch.no_grad()
 def ema_update(memory: nn.Module, model: nn.Module, decay: float) -> None:
-    """``memory <- decay * memory + (1 - decay) * model`` for every parameter."""
+    """``memory <- decay * memory + (1 - decay) * model`` for every parameter; buffers (BatchNorm
+    statistics) are copied, so a memory never normalizes with statistics of another network."""
     for m, p in zip(memory.parameters(), model.parameters()):
         m.mul_(decay).add_(p, alpha=1 - decay)
+    for m, b in zip(memory.buffers(), model.buffers()):
+        m.copy_(b)
 
 
 class CLSSleep(SleepPlugin):

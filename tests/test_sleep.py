@@ -47,6 +47,14 @@ def test_ema_update_formula():
         assert torch.allclose(got, want)
 
 
+def test_ema_update_copies_batchnorm_statistics():
+    model, memory = nn.BatchNorm1d(3), nn.BatchNorm1d(3)
+    model(torch.randn(8, 3) + 5)  # training-mode pass: running stats move
+    ema_update(memory, model, decay=0.9)
+    assert torch.equal(memory.running_mean, model.running_mean)
+    assert torch.equal(memory.running_var, model.running_var)
+
+
 def test_layer_scales_follow_the_authors_normalization_and_keep_the_argmax():
     torch.manual_seed(0)
     net = mlp((1, 4, 4), num_outputs=5, hidden_sizes=[8, 6], bias=False)
@@ -97,7 +105,8 @@ def _tiny_run(tmp_path, strategy, scenario, extra=()):
     from benchmarks.experiment import run
 
     overrides = [f"strategy={strategy}", f"scenario={scenario}", "stream.max_train_per_exp=64",
-                 "stream.max_test_per_exp=32", "batch_size=16", "epochs=2", "progress=false", "device=cpu", f"data.root={DATA}", *extra]
+                 "stream.max_test_per_exp=32", "batch_size=16", "epochs=2", "threads=1", "progress=false",
+                 "device=cpu", f"data.root={DATA}", *extra]
     with initialize_config_module(config_module="conf", version_base="1.3"):
         cfg = compose("config", overrides=overrides)
     return run(cfg, tmp_path / "run")
