@@ -59,7 +59,8 @@ def layer_scales(weights: Sequence[torch.Tensor], max_activations: Sequence[floa
 @torch.no_grad()
 def stdp(weight: torch.Tensor, pre: torch.Tensor, post: torch.Tensor, inc: float, dec: float,
          weight_dependent: bool = True) -> None:
-    """In place: rows of firing ``post`` neurons gain ``inc`` from firing ``pre`` inputs, lose ``dec`` from silent ones."""
+    """In place: each firing ``post`` neuron's weights from firing ``pre`` inputs grow by ``inc``, those from
+    silent inputs shrink by ``dec`` (times ``2 sigmoid(-W / 0.001)`` if ``weight_dependent``)."""
     rows = post.nonzero().flatten()
     if not len(rows):
         return
@@ -110,9 +111,6 @@ class SpikingSleep(SleepPlugin):
 
     def sleep(self, strategy):
         weights = [layer.weight.data for layer in linear_layers(strategy.model)]
-        if len(self.thresholds) != len(weights):
-            raise ValueError(f"sleep_src: {len(self.thresholds)} thresholds for {len(weights)} layers; "
-                             "give one threshold per Linear layer")
         max_activations = self.statistics(strategy)  # part of the conversion, so timed as sleep
         alphas = [s * self.alpha_scale for s in layer_scales(weights, max_activations)]
         steps = self.iterations + self.increment * strategy.experience.current_experience
@@ -142,9 +140,9 @@ class SpikingSleep(SleepPlugin):
             return image
         h, w = image.shape[-2:]
         top, left = rng.randint(0, h - self.window), rng.randint(0, w - self.window)
+        patch = (..., slice(top, top + self.window), slice(left, left + self.window))
         out = torch.zeros_like(image)
-        out[..., top:top + self.window, left:left + self.window] = image[..., top:top + self.window,
-                                                                          left:left + self.window]
+        out[patch] = image[patch]
         return out
 
 
@@ -158,7 +156,10 @@ class SleepSRC(SupervisedTemplate):
                  thresholds: Sequence[float] = (14.548273, 44.560317, 38.046326), alpha_scale: float = 55.882454,
                  decay: float = 0.999, window: int | None = 11, weight_dependent: bool = True, plugins=None,
                  **kwargs):
-        linear_layers(model)  # fail before training, not after the first experience
+        layers = linear_layers(model)  # fail before training, not after the first experience
+        if len(thresholds) != len(layers):
+            raise ValueError(f"sleep_src: {len(thresholds)} thresholds for {len(layers)} Linear layers; "
+                             "give one threshold per layer (strategy.thresholds)")
         self.src_sleep = SpikingSleep(iterations, increment, input_rate, dt, inc, dec, thresholds, alpha_scale,
                                       decay, window, weight_dependent, seed=torch.initial_seed() % 2**31)
         super().__init__(model=model, plugins=[self.src_sleep, *(plugins or [])], **kwargs)

@@ -145,3 +145,8 @@ def test_sleep_src_refuses_task_il(tmp_path):
 
     with pytest.raises(ConfigError, match="does not support the 'task' scenario"):
         _tiny_run(tmp_path, "sleep_src", "task", ["model.bias=false"])
+
+
+def test_sleep_src_needs_one_threshold_per_layer(tmp_path):
+    with pytest.raises(ValueError, match="3 thresholds for 2 Linear layers"):
+        _tiny_run(tmp_path, "sleep_src", "class", ["model.bias=false", "model.hidden_sizes=[8]"])
