@@ -22,12 +22,14 @@ Deviations: the authors train with ReLU outputs and a squared-error loss (DeepLe
 harness uses softmax cross-entropy on a linear head. The authors take the max activations over all
 training data of the tasks so far; storing none, we take them over the current experience's data.
 The authors' code (not Diehl et al.) divides the third layer's scale by the first layer's; we follow
-the code, whose constants were tuned with it. Inputs must be raw intensities in [0, 1]
-(``stream.normalize=false``); negative mean inputs are clamped to rate 0.
+the code, whose constants were tuned with it. Inputs should be raw intensities in [0, 1]
+(``stream.normalize=false``): negative mean inputs are clamped to rate 0. The paper's network has no
+biases (``model.bias=false``); given biases, the spiking network leaves them out (with a warning).
 """
 from __future__ import annotations
 
 import random
+import warnings
 from typing import Sequence
 
 import torch
@@ -39,10 +41,10 @@ from strategies.sleep import SleepPlugin
 
 
 def linear_layers(model: nn.Module) -> list[nn.Linear]:
-    """The model's Linear layers in forward order; SRC needs them bias-free."""
+    """The model's Linear layers in forward order (the spiking network's layers)."""
     layers = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    if not layers or any(layer.bias is not None for layer in layers):
-        raise ValueError("sleep_src needs an MLP of bias-free Linear layers: use model=mlp model.bias=false")
+    if not layers:
+        raise ValueError("sleep_src needs an MLP (model=mlp): the spiking network is built from its Linear layers")
     return layers
 
 
@@ -157,6 +159,9 @@ class SleepSRC(SupervisedTemplate):
                  decay: float = 0.999, window: int | None = 11, weight_dependent: bool = True, plugins=None,
                  **kwargs):
         layers = linear_layers(model)  # fail before training, not after the first experience
+        if any(layer.bias is not None for layer in layers):
+            warnings.warn("sleep_src: the paper's network has no biases; the spiking network leaves them out "
+                          "and sleep does not change them (model.bias=false for the paper's setting)")
         if len(thresholds) != len(layers):
             raise ValueError(f"sleep_src: {len(thresholds)} thresholds for {len(layers)} Linear layers; "
                              "give one threshold per layer (strategy.thresholds)")
