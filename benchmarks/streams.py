@@ -216,8 +216,11 @@ def _first(ids: torch.Tensor, limit: int | None) -> torch.Tensor:
     return ids if limit is None else ids[: int(limit)]
 
 
-def _normalized(ds: Dataset) -> tuple[torch.Tensor, float]:
+def _normalized(ds: Dataset, normalize: bool = True) -> tuple[torch.Tensor, float]:
+    """Pixels in [0, 1], standardized by the dataset's mean/std unless ``normalize`` is false."""
     x = torch.cat([ds.train_x, ds.test_x]).float().div_(255)
+    if not normalize:
+        return x, 0.0
     mean = torch.tensor(ds.mean).view(1, -1, 1, 1)
     std = torch.tensor(ds.std).view(1, -1, 1, 1)
     x = x.sub_(mean).div_(std)
@@ -233,8 +236,11 @@ def split_stream(
     max_train_per_exp: int | None = None,
     max_test_per_exp: int | None = None,
     name: str | None = None,
+    normalize: bool = True,
 ) -> Stream:
-    """Split the classes of ``dataset`` into ``n_experiences`` disjoint groups of equal size."""
+    """Split the classes of ``dataset`` into ``n_experiences`` disjoint groups of equal size.
+
+    ``normalize=False`` keeps raw pixel intensities in [0, 1] (e.g. for spiking conversions)."""
     n_classes = dataset.num_classes
     if class_order is None:
         order = torch.randperm(n_classes, generator=torch.Generator().manual_seed(seed)).tolist()
@@ -250,7 +256,7 @@ def split_stream(
     for g in groups:
         local_of[torch.tensor(g)] = torch.arange(per_exp)
 
-    images, background = _normalized(dataset)
+    images, background = _normalized(dataset, normalize)
     n_train = len(dataset.train_y)
     base_y = torch.cat([dataset.train_y, dataset.test_y])
     source, labels, tasks, train_ids, test_ids = [], [], [], [], []

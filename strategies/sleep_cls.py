@@ -1,0 +1,169 @@
+"""sleep_cls: complementary learning systems with wake and sleep phases.
+
+Idea (CLS-ER: Arani, Sarfraz & Zonooz, "Learning Fast, Learning Slow: A General Continual Learning
+Method based on Complementary Learning System", ICLR 2022). A fast "hippocampal" learner (the
+working model) trains on the current experience while episodes go into a bounded reservoir buffer.
+During sleep, buffered episodes are replayed: cross-entropy on them plus a consistency loss (MSE on
+logits) toward whichever slow "neocortical" memory is more confident on the true label. The two
+memories are exponential moving averages of the working model: a plastic one and a stable one,
+each updated with its own rate and update probability after every sleep step. Inference uses the
+stable memory (``eval_network``).
+
+Deviations from CLS-ER: CLS-ER joins the replay batch to every wake batch in one gradient step and
+updates the memories every step; here replay and memory updates happen in sleep phases on their own
+schedule (``sleep_every`` wake iterations and/or after each experience, ``sleep_steps`` each). With
+``sleep_every=1, sleep_steps=1`` this is CLS-ER with the replay batch as a separate SGD step.
+"""
+from __future__ import annotations
+
+import copy
+import random
+
+import torch
+from avalanche.models import avalanche_forward
+from avalanche.training.templates import SupervisedTemplate
+from torch import nn
+from torch.nn import functional as F
+
+from strategies.registry import register_strategy
+from strategies.sleep import SleepPlugin
+
+NETWORKS = ("stable", "plastic", "working")
+
+
+class ReservoirBuffer:
+    """A uniform sample of at most ``capacity`` of all ``(x, y, t)`` ever offered (Vitter's algorithm R)."""
+
+    def __init__(self, capacity: int, seed: int = 0):
+        if capacity < 1:
+            raise ValueError(f"buffer capacity must be positive, got {capacity}")
+        self.capacity, self.seen, self.size = int(capacity), 0, 0
+        self.rng = random.Random(seed)
+        self.x = self.y = self.t = None
+
+    def __len__(self) -> int:
+        return self.size
+
+    def add(self, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor) -> None:
+        if self.x is None:
+            self.x = x.new_empty((self.capacity, *x.shape[1:]))
+            self.y, self.t = y.new_empty(self.capacity), t.new_empty(self.capacity)
+        row_of_slot = {}  # a later sample overwrites an earlier one in the same slot
+        for i in range(len(x)):
+            self.seen += 1
+            slot = self.size if self.size < self.capacity else self.rng.randrange(self.seen)
+            if slot < self.capacity:
+                row_of_slot[slot] = i
+                self.size = max(self.size, slot + 1)
+        if row_of_slot:
+            slots = torch.tensor(list(row_of_slot), device=x.device)
+            rows = torch.tensor(list(row_of_slot.values()), device=x.device)
+            self.x[slots], self.y[slots], self.t[slots] = x[rows].detach(), y[rows], t[rows]
+
+    def sample(self, n: int, generator: torch.Generator | None = None):
+        """``min(n, len(self))`` distinct stored episodes."""
+        idx = torch.randperm(self.size, generator=generator)[:n].to(self.x.device)
+        return self.x[idx], self.y[idx], self.t[idx]
+
+
+@torch.no_grad()
+def ema_update(memory: nn.Module, model: nn.Module, decay: float) -> None:
+    """``memory <- decay * memory + (1 - decay) * model`` for every parameter; buffers (BatchNorm
+    statistics) are copied, so a memory never normalizes with statistics of another network."""
+    for m, p in zip(memory.parameters(), model.parameters()):
+        m.mul_(decay).add_(p, alpha=1 - decay)
+    for m, b in zip(memory.buffers(), model.buffers()):
+        m.copy_(b)
+
+
+class CLSSleep(SleepPlugin):
+    """Wake: store episodes. Sleep: replay them and consolidate into the plastic and stable memories."""
+
+    def __init__(self, model: nn.Module, mem_size: int, sleep_steps: int, sleep_batch_size: int,
+                 consistency_weight: float, plastic_rate: float, plastic_update_prob: float,
+                 stable_rate: float, stable_update_prob: float, sleep_lr: float | None,
+                 every: int | None, after_experience: bool, seed: int):
+        super().__init__(every, after_experience)
+        self.buffer = ReservoirBuffer(mem_size, seed)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.memories = {"plastic": copy.deepcopy(model).eval(), "stable": copy.deepcopy(model).eval()}
+        for memory in self.memories.values():
+            memory.requires_grad_(False)
+        self.rates = {"plastic": (plastic_rate, plastic_update_prob), "stable": (stable_rate, stable_update_prob)}
+        self.sleep_steps, self.sleep_batch_size = int(sleep_steps), int(sleep_batch_size)
+        self.consistency_weight, self.sleep_lr = consistency_weight, sleep_lr
+        self.consolidations = 0
+
+    def to(self, device) -> None:
+        for memory in self.memories.values():
+            memory.to(device)
+
+    def before_training_exp(self, strategy, **kwargs):
+        super().before_training_exp(strategy, **kwargs)
+        self.to(strategy.device)
+
+    def before_eval(self, strategy, **kwargs):
+        self.to(strategy.device)
+
+    def wake(self, strategy):
+        self.buffer.add(strategy.mb_x, strategy.mb_y, strategy.mb_task_id)
+
+    def sleep(self, strategy):
+        if not len(self.buffer):
+            return
+        model, optimizer = strategy.model, strategy.optimizer
+        model.train()
+        wake_lrs = [group["lr"] for group in optimizer.param_groups]
+        if self.sleep_lr is not None:
+            for group in optimizer.param_groups:
+                group["lr"] = self.sleep_lr
+        for _ in range(self.sleep_steps):
+            x, y, t = self.buffer.sample(self.sleep_batch_size, self.generator)
+            optimizer.zero_grad()
+            logits = avalanche_forward(model, x, t)
+            loss = F.cross_entropy(logits, y) + self.consistency_weight * F.mse_loss(logits, self.target(x, y, t))
+            loss.backward()
+            optimizer.step()
+            self.consolidate(model)
+        optimizer.zero_grad()
+        for group, lr in zip(optimizer.param_groups, wake_lrs):
+            group["lr"] = lr
+
+    @torch.no_grad()
+    def target(self, x, y, t) -> torch.Tensor:
+        """Logits of the memory that gives the true label the higher probability, per sample."""
+        stable = avalanche_forward(self.memories["stable"], x, t)
+        plastic = avalanche_forward(self.memories["plastic"], x, t)
+        stable_p = stable.softmax(1).gather(1, y[:, None])
+        plastic_p = plastic.softmax(1).gather(1, y[:, None])
+        return torch.where(stable_p > plastic_p, stable, plastic)
+
+    def consolidate(self, model: nn.Module) -> None:
+        """Each memory moves toward the working model with its probability; early steps average (warm-up)."""
+        self.consolidations += 1
+        for name, (rate, prob) in self.rates.items():
+            if torch.rand(1, generator=self.generator).item() < prob:
+                ema_update(self.memories[name], model, min(1 - 1 / (self.consolidations + 1), rate))
+
+
+@register_strategy("sleep_cls", description="CLS wake/sleep: reservoir replay into plastic + stable EMA memories")
+class SleepCLS(SupervisedTemplate):
+    """CLS-ER-style wake/sleep consolidation; evaluates the ``eval_network`` (stable, plastic or working)."""
+
+    def __init__(self, *, model, mem_size: int = 500, sleep_every: int | None = 1,
+                 sleep_after_experience: bool = False, sleep_steps: int = 1, sleep_batch_size: int = 32,
+                 consistency_weight: float = 2.0, plastic_rate: float = 0.99, plastic_update_prob: float = 1.0,
+                 stable_rate: float = 0.99, stable_update_prob: float = 0.9, sleep_lr: float | None = None,
+                 eval_network: str = "stable", plugins=None, **kwargs):
+        if eval_network not in NETWORKS:
+            raise ValueError(f"unknown eval_network {eval_network!r}; choose one of {list(NETWORKS)}")
+        self.eval_network = eval_network
+        self.cls_sleep = CLSSleep(model, mem_size, sleep_steps, sleep_batch_size, consistency_weight,
+                                  plastic_rate, plastic_update_prob, stable_rate, stable_update_prob, sleep_lr,
+                                  sleep_every, sleep_after_experience, seed=torch.initial_seed() % 2**31)
+        super().__init__(model=model, plugins=[self.cls_sleep, *(plugins or [])], **kwargs)
+
+    def forward(self):
+        if self.is_training or self.eval_network == "working":
+            return super().forward()
+        return avalanche_forward(self.cls_sleep.memories[self.eval_network], self.mb_x, self.mb_task_id)
