@@ -126,15 +126,21 @@ class SpikingSleep(SleepPlugin):
         generator = torch.Generator(device=device).manual_seed(self.seed + steps)
         spike_prob = mean_input * (2 * self.dt * self.input_rate)  # authors: rand * rescale / 2 <= input
         potentials = [w.new_zeros(w.shape[0]) for w in weights]
-        for _ in range(steps):
-            spikes = torch.rand(spike_prob.shape, generator=generator, device=device) <= self.patch(spike_prob, rng)
-            spikes = spikes.flatten()
-            for w, alpha, threshold, v in zip(weights, alphas, self.thresholds, potentials):
-                v.mul_(self.decay).add_(w @ spikes.to(w.dtype), alpha=alpha)
-                fired = v >= threshold
-                stdp(w, spikes, fired, self.inc, self.dec, self.weight_dependent)
-                v.masked_fill_(fired, 0.0)
-                spikes = fired
+        threads = torch.get_num_threads()
+        if torch.device(device).type == "cpu":
+            torch.set_num_threads(1)  # millions of tiny ops: more threads only add synchronization
+        try:
+            for _ in range(steps):
+                spikes = torch.rand(spike_prob.shape, generator=generator, device=device) <= self.patch(spike_prob, rng)
+                spikes = spikes.flatten()
+                for w, alpha, threshold, v in zip(weights, alphas, self.thresholds, potentials):
+                    v.mul_(self.decay).add_(w @ spikes.to(w.dtype), alpha=alpha)
+                    fired = v >= threshold
+                    stdp(w, spikes, fired, self.inc, self.dec, self.weight_dependent)
+                    v.masked_fill_(fired, 0.0)
+                    spikes = fired
+        finally:
+            torch.set_num_threads(threads)
 
     def patch(self, image: torch.Tensor, rng: random.Random) -> torch.Tensor:
         """A random ``window`` x ``window`` patch of ``image`` (zero elsewhere); the whole image if no window."""
