@@ -53,12 +53,13 @@ class Leaderboard:
 
 
 def load_runs(dirs) -> tuple[pd.DataFrame, list[str]]:
-    """Finished runs under ``dirs`` (one row each, newest record per config) and the failed runs' paths."""
-    rows, failed = [], []
+    """Finished runs under ``dirs`` (one row each, newest record per config) and the paths of the
+    failed runs whose config has no finished run."""
+    rows, failed = [], {}
     for path in sorted({p for d in dirs for p in Path(d).rglob("record.json")}):
         record = read_record(path) or {}
         if record.get("status") == "failed":
-            failed.append(str(path.parent))
+            failed[str(path.parent)] = config_key(record.get("config") or {})
         if record.get("status") != "ok":
             continue
         row = {k: record[k] for k in (*GROUP, "seed")}
@@ -69,26 +70,28 @@ def load_runs(dirs) -> tuple[pd.DataFrame, list[str]]:
         rows.append(row)
     columns = [*GROUP, "seed", *METRICS, "accuracy_matrix", "config", "key", "finished_at", "path"]
     runs = pd.DataFrame(rows, columns=columns)
+    failed = [path for path, key in failed.items() if key not in set(runs["key"])]
     runs = runs.sort_values("finished_at").drop_duplicates("key", keep="last").drop(columns="key")
     return runs.sort_values([*GROUP, "seed"]).reset_index(drop=True), failed
 
 
 def mixed_settings(runs: pd.DataFrame) -> list[str]:
     """One warning per group whose runs differ in more than the seed (e.g. epochs or buffer size)."""
-    warnings = []
-    for key, group in runs.groupby(GROUP, sort=False):
+    messages = []
+    for key, group in runs.groupby(GROUP, sort=True):
         flat = pd.DataFrame([flatten(identity(c)) for c in group["config"]]).astype(str)
         differing = [c for c in flat.columns if flat[c].nunique() > 1 and c.split(".")[-1] != "seed"]
         if differing:
-            warnings.append(f"{'/'.join(key)}: runs differ in {', '.join(differing)}; their mean mixes settings")
-    return warnings
+            messages.append(f"{'/'.join(key)}: runs differ in {', '.join(differing)}; their mean mixes settings")
+    return messages
 
 
 def load_references(folder: Path | str) -> pd.DataFrame:
     """Published numbers: every ``*.csv`` in ``folder`` with :data:`REFERENCE_COLUMNS`."""
-    frames = [pd.read_csv(p, dtype={"conditions": str}, keep_default_na=False) for p in sorted(Path(folder).glob("*.csv"))]
-    for frame, path in zip(frames, sorted(Path(folder).glob("*.csv"))):
-        missing = set(REFERENCE_COLUMNS) - set(frame.columns)
+    frames = []
+    for path in sorted(Path(folder).glob("*.csv")):
+        frames.append(pd.read_csv(path, dtype=str, keep_default_na=False))
+        missing = set(REFERENCE_COLUMNS) - set(frames[-1].columns)
         if missing:
             raise ValueError(f"{path}: missing columns {sorted(missing)}; expected {REFERENCE_COLUMNS}")
     refs = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=REFERENCE_COLUMNS)

@@ -28,11 +28,12 @@ def cell(mean, ci, digits: int = 3, pm: str = "±", missing: str = "–") -> str
 
 
 def best(table: pd.DataFrame) -> pd.DataFrame:
-    """Boolean frame (rows x metrics): the row has the best mean of its (stream, scenario) block."""
+    """Boolean frame (rows x metrics): the row has the best mean of its (stream, scenario) block
+    (none when all the block's means are equal as displayed)."""
     out = pd.DataFrame(False, index=table.index, columns=list(METRICS))
     for _, block in table.groupby(BLOCK):
         for metric, (_, higher_is_better) in METRICS.items():
-            means = block[f"{metric}_mean"].dropna()
+            means = block[f"{metric}_mean"].dropna().round(DIGITS.get(metric, 3))  # ties as displayed
             if len(means) > 1 and means.nunique() > 1:
                 target = means.max() if higher_is_better else means.min()
                 out.loc[means.index[means == target], metric] = True

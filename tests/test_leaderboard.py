@@ -84,3 +84,10 @@ def test_cli_writes_every_format_with_the_commands_on_top(tmp_path, capsys):
     csv = pd.read_csv(out.parent / "leaderboard.csv", comment="#")
     assert csv.set_index("strategy").loc["replay", "acc_mean"] == pytest.approx(0.85)
     assert "| naive |" in capsys.readouterr().out
+
+
+def test_failed_run_redone_later_is_not_reported(tmp_path):
+    sweep = make_sweep(tmp_path / "sweep")
+    write_record(sweep, 8, "replay", 2, [[0.1, 0.1], [1.0, 0.0], [0.7, 1.0]], 20.0)  # the failed config, now ok
+    board = leaderboard.build([sweep])
+    assert board.failed == [] and row(board, "replay")["n"] == 3
