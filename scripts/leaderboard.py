@@ -20,6 +20,7 @@ def main(argv=None) -> None:
     parser.add_argument("--references", type=Path, default=Path("results/reference"),
                         help="folder of published-number CSVs (skipped when missing)")
     parser.add_argument("--confidence", type=float, default=0.95, help="confidence level of the intervals")
+    parser.add_argument("--note", action="append", default=[], help="a line to add under the commands (repeatable)")
     args = parser.parse_args(argv)
 
     from benchmarks import html_report, leaderboard, records, tables
@@ -30,7 +31,7 @@ def main(argv=None) -> None:
     if unknown:
         parser.error(f"unknown format(s) {sorted(unknown)}; choose from {list(writers)}")
     board = leaderboard.build(args.dirs, args.references, args.confidence)
-    header = [*leaderboard.sweep_commands(args.dirs), shlex.join(["forgetbench-leaderboard", *argv])]
+    header = [*leaderboard.sweep_commands(args.dirs), shlex.join(["forgetbench-leaderboard", *argv]), *args.note]
     for fmt in formats:
         path = args.out.with_name(f"{args.out.name}.{fmt}")
         records.atomic_write_text(path, writers[fmt](board, header))
