@@ -1,0 +1,15 @@
+"""forgetbench's Hydra config tree; registers the resolvers its YAML files use."""
+import os
+
+from omegaconf import OmegaConf
+
+
+def threads_per_job(n_jobs: int) -> int:
+    """CPU cores // parallel jobs, at least 1; ``n_jobs`` <= 0 counts like joblib's (-1: one job per core)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    n_jobs = int(n_jobs)
+    jobs = n_jobs if n_jobs > 0 else max(1, cores + 1 + n_jobs)
+    return max(1, cores // jobs)
+
+
+OmegaConf.register_new_resolver("threads_per_job", threads_per_job, replace=True)

@@ -1,0 +1,155 @@
+"""Leaderboard: run records -> one row per (stream, scenario, model, strategy), mean ± 95% CI over seeds,
+next to published numbers whose protocol matches.
+
+Reads every ``record.json`` under the given directories (sweep directories, or ``results/runs``).
+A run counted twice (same resolved config, e.g. re-run with ``force=true``) counts once: its
+latest finished record. Failed runs are left out and reported.
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from omegaconf import OmegaConf
+
+from benchmarks.records import flatten
+from benchmarks.stats import mean_ci
+from benchmarks.sweep import config_key, identity, read_record
+
+GROUP = ["stream", "scenario", "model", "strategy"]
+# metric -> (column title, higher is better)
+METRICS = {
+    "acc": ("ACC", True),
+    "bwt": ("BWT", True),
+    "fwt": ("FWT", True),
+    "forgetting": ("Forgetting", False),
+    "intransigence": ("Intransigence", False),
+    "time": ("Time (s)", False),
+}
+REFERENCE_COLUMNS = [*GROUP, "metric", "value", "reported", "conditions", "citation", "protocol"]
+
+
+@dataclass
+class Leaderboard:
+    table: pd.DataFrame  # GROUP, n, <metric>_mean, <metric>_ci, published_<metric>, published_ref
+    runs: pd.DataFrame  # one row per counted run
+    references: pd.DataFrame  # citation and protocol of the published numbers shown (published_ref: row + 1)
+    failed: list[str] = field(default_factory=list)  # paths of failed runs, left out
+    warnings: list[str] = field(default_factory=list)
+
+    def matrices(self) -> dict[tuple, np.ndarray]:
+        """Mean accuracy matrix ((T+1) x T, NaN where no run has the row) per group."""
+        out = {}
+        for key, group in self.runs.groupby(GROUP, sort=True):
+            stacked = np.array([np.asarray(m, dtype=float) for m in group["accuracy_matrix"]])
+            with warnings.catch_warnings():  # rows no run has (joint training) stay NaN
+                warnings.simplefilter("ignore", RuntimeWarning)
+                out[key] = np.nanmean(stacked, axis=0)
+        return out
+
+
+def load_runs(dirs) -> tuple[pd.DataFrame, list[str]]:
+    """Finished runs under ``dirs`` (one row each, newest record per config) and the paths of the
+    failed runs whose config has no finished run."""
+    rows, failed = [], {}
+    for path in sorted({p for d in dirs for p in Path(d).rglob("record.json")}):
+        record = read_record(path) or {}
+        if record.get("status") == "failed":
+            failed[str(path.parent)] = config_key(record.get("config") or {})
+        if record.get("status") != "ok":
+            continue
+        row = {k: record[k] for k in (*GROUP, "seed")}
+        row.update({m: record["metrics"].get(m) for m in METRICS if m != "time"})
+        row.update(time=record["timings"]["total_seconds"], accuracy_matrix=record["accuracy_matrix"],
+                   config=record["config"], key=config_key(record["config"]),
+                   finished_at=record.get("finished_at", ""), path=str(path.parent))
+        rows.append(row)
+    columns = [*GROUP, "seed", *METRICS, "accuracy_matrix", "config", "key", "finished_at", "path"]
+    runs = pd.DataFrame(rows, columns=columns)
+    failed = [path for path, key in failed.items() if key not in set(runs["key"])]
+    runs = runs.sort_values("finished_at").drop_duplicates("key", keep="last").drop(columns="key")
+    return runs.sort_values([*GROUP, "seed"]).reset_index(drop=True), failed
+
+
+def mixed_settings(runs: pd.DataFrame) -> list[str]:
+    """One warning per group whose runs differ in more than the seed (e.g. epochs or buffer size)."""
+    messages = []
+    for key, group in runs.groupby(GROUP, sort=True):
+        flat = pd.DataFrame([flatten(identity(c)) for c in group["config"]]).astype(str)
+        differing = [c for c in flat.columns if flat[c].nunique() > 1 and c.split(".")[-1] != "seed"]
+        if differing:
+            messages.append(f"{'/'.join(key)}: runs differ in {', '.join(differing)}; their mean mixes settings")
+    return messages
+
+
+def load_references(folder: Path | str) -> pd.DataFrame:
+    """Published numbers: every ``*.csv`` in ``folder`` with :data:`REFERENCE_COLUMNS`."""
+    frames = []
+    for path in sorted(Path(folder).glob("*.csv")):
+        frames.append(pd.read_csv(path, dtype=str, keep_default_na=False))
+        missing = set(REFERENCE_COLUMNS) - set(frames[-1].columns)
+        if missing:
+            raise ValueError(f"{path}: missing columns {sorted(missing)}; expected {REFERENCE_COLUMNS}")
+    refs = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=REFERENCE_COLUMNS)
+    refs["value"] = pd.to_numeric(refs["value"])
+    return refs[REFERENCE_COLUMNS]
+
+
+def _lookup(config: dict, dotted: str):
+    for key in dotted.split("."):
+        config = config.get(key) if isinstance(config, dict) else None
+    return config
+
+
+def protocol_matches(conditions: str, configs) -> bool:
+    """True when every ``key=value`` in ``conditions`` (a dotted config key, a JSON value; space-separated)
+    holds in every config, e.g. ``stream.n_experiences=5 model.hidden_sizes=[400,400]``."""
+    for condition in conditions.split():
+        key, _, expected = condition.partition("=")
+        if any(_lookup(config, key) != json.loads(expected) for config in configs):
+            return False
+    return True
+
+
+def aggregate(runs: pd.DataFrame, references: pd.DataFrame | None = None, confidence: float = 0.95):
+    """One row per group: n, mean and CI half-width per metric, the published numbers that match."""
+    references = references if references is not None else pd.DataFrame(columns=REFERENCE_COLUMNS)
+    rows, shown = [], []
+    for key, group in runs.groupby(GROUP, sort=True):
+        row = dict(zip(GROUP, key), n=len(group))
+        for metric in METRICS:
+            row[f"{metric}_mean"], row[f"{metric}_ci"], _ = mean_ci(group[metric], confidence)
+        row["published_ref"] = []
+        candidates = references[(references[GROUP] == pd.Series(dict(zip(GROUP, key)))).all(axis=1)]
+        for _, ref in candidates.iterrows():
+            if protocol_matches(ref["conditions"], group["config"]):
+                source = (ref["citation"], ref["protocol"])
+                if source not in shown:
+                    shown.append(source)
+                row[f"published_{ref['metric']}"] = ref["value"]
+                row["published_ref"].append(shown.index(source) + 1)
+        rows.append(row)
+    return pd.DataFrame(rows), pd.DataFrame(shown, columns=["citation", "protocol"])
+
+
+def sweep_commands(dirs) -> list[str]:
+    """The command line that made each sweep, rebuilt from Hydra's ``multirun.yaml`` in the sweep directory."""
+    commands = []
+    for path in sorted({p for d in dirs for p in Path(d).rglob("multirun.yaml")}):
+        overrides = OmegaConf.load(path).hydra.overrides
+        args = [o for o in overrides.hydra if o != "hydra.mode=MULTIRUN"] + list(overrides.task)
+        commands.append(" ".join(["forgetbench -m", *args]))
+    return commands
+
+
+def build(dirs, reference_dir: Path | str | None = None, confidence: float = 0.95) -> Leaderboard:
+    runs, failed = load_runs(dirs)
+    if runs.empty:
+        raise FileNotFoundError(f"no finished run records (record.json, status ok) under {[str(d) for d in dirs]}")
+    references = load_references(reference_dir) if reference_dir and Path(reference_dir).is_dir() else None
+    table, shown = aggregate(runs, references, confidence)
+    return Leaderboard(table, runs, shown, failed, mixed_settings(runs))

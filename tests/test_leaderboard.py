@@ -1,0 +1,93 @@
+"""Leaderboard aggregation on hand-made records, published numbers, Markdown/LaTeX golden files, the CLI."""
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from benchmarks import leaderboard, tables
+from scripts.leaderboard import main as leaderboard_cli
+from tests.leaderboard_records import make_sweep, write_record
+
+GOLDEN = Path(__file__).parent / "golden"
+HEADER = ["forgetbench -m strategy=naive,replay seed=0,1,2"]
+REFERENCE = """stream,scenario,model,strategy,metric,value,reported,conditions,citation,protocol
+split_mnist,class,mlp,naive,acc,0.199,19.9 (± 0.1),"stream.n_experiences=2 model.hidden_sizes=[400,400]",Paper A (2020),"2 tasks, MLP 400-400"
+split_mnist,class,mlp,replay,acc,0.95,95.0 (± 0.1),stream.n_experiences=5,Paper B (2021),"5 tasks"
+"""
+
+
+@pytest.fixture
+def board(tmp_path) -> leaderboard.Leaderboard:
+    (tmp_path / "reference").mkdir()
+    (tmp_path / "reference" / "papers.csv").write_text(REFERENCE)
+    return leaderboard.build([make_sweep(tmp_path / "sweep")], tmp_path / "reference")
+
+
+def row(board, strategy):
+    return board.table.set_index("strategy").loc[strategy]
+
+
+def test_mean_and_t_interval_by_hand(board):
+    naive, replay = row(board, "naive"), row(board, "replay")
+    # naive ACC 0.5, 0.6, 0.7: half-width t_{.975,2} * 0.1 / sqrt(3)
+    assert (naive["n"], naive["acc_mean"], naive["acc_ci"]) == (3, pytest.approx(0.6), pytest.approx(0.248414, abs=1e-6))
+    # replay ACC 0.9, 0.8: half-width t_{.975,1} * 0.0707107 / sqrt(2) = 12.706205 * 0.05
+    assert (replay["n"], replay["acc_mean"], replay["acc_ci"]) == (2, pytest.approx(0.85), pytest.approx(0.635310, abs=1e-6))
+    assert naive["bwt_mean"] == pytest.approx(-0.8)  # R[2,0] - R[1,0] = -1.0, -0.8, -0.6
+
+
+def test_newest_record_of_a_config_counts_once_and_failed_runs_are_left_out(board):
+    assert row(board, "naive")["time_mean"] == pytest.approx(12.0)  # seed 0 re-run: 13 s replaces 10 s
+    assert len(board.failed) == 1 and board.failed[0].endswith("5__replay__s2")
+    assert board.warnings == []
+
+
+def test_mixed_settings_warn(tmp_path):
+    sweep = make_sweep(tmp_path / "sweep")
+    write_record(sweep, 7, "naive", 3, [[0.1, 0.1], [1.0, 0.0], [0.0, 1.0]], 10.0, epochs=5)
+    board = leaderboard.build([sweep])
+    assert len(board.warnings) == 1 and "split_mnist/class/mlp/naive" in board.warnings[0] and "epochs" in board.warnings[0]
+
+
+def test_published_numbers_only_where_protocol_conditions_match(board):
+    assert row(board, "naive")["published_acc"] == pytest.approx(0.199)
+    assert pd.isna(row(board, "replay")["published_acc"])  # Paper B ran 5 tasks, ours 2
+    assert board.references["citation"].tolist() == ["Paper A (2020)"]
+
+
+def test_protocol_matches():
+    config = {"stream": {"n_experiences": 5}, "model": {"hidden_sizes": [400, 400]}}
+    assert leaderboard.protocol_matches("stream.n_experiences=5 model.hidden_sizes=[400,400]", [config])
+    assert leaderboard.protocol_matches("", [config])
+    assert not leaderboard.protocol_matches("model.hidden_sizes=[1000,1000]", [config])
+    assert not leaderboard.protocol_matches("epochs=1", [config])  # a key the run lacks never matches
+
+
+@pytest.mark.parametrize("suffix, render", [("md", tables.to_markdown), ("tex", tables.to_latex)])
+def test_render_matches_golden(board, suffix, render):
+    text = render(board, HEADER)
+    golden = GOLDEN / f"leaderboard.{suffix}"
+    if os.environ.get("FORGETBENCH_UPDATE_GOLDEN"):
+        golden.write_text(text)
+    assert text == golden.read_text(), f"{golden} differs; after checking the change, rerun with FORGETBENCH_UPDATE_GOLDEN=1"
+
+
+def test_cli_writes_every_format_with_the_commands_on_top(tmp_path, capsys):
+    sweep = make_sweep(tmp_path / "sweep")
+    out = tmp_path / "board" / "leaderboard"
+    leaderboard_cli([str(sweep), "--out", str(out), "--references", str(tmp_path / "none")])
+    command = f"forgetbench-leaderboard {sweep} --out {out} --references {tmp_path / 'none'}"
+    assert (out.parent / "leaderboard.md").read_text().startswith(f"```sh\n{command}\n```")
+    assert (out.parent / "leaderboard.tex").read_text().startswith(f"% {command}\n")
+    assert command in (out.parent / "leaderboard.html").read_text()
+    csv = pd.read_csv(out.parent / "leaderboard.csv", comment="#")
+    assert csv.set_index("strategy").loc["replay", "acc_mean"] == pytest.approx(0.85)
+    assert "| naive |" in capsys.readouterr().out
+
+
+def test_failed_run_redone_later_is_not_reported(tmp_path):
+    sweep = make_sweep(tmp_path / "sweep")
+    write_record(sweep, 8, "replay", 2, [[0.1, 0.1], [1.0, 0.0], [0.7, 1.0]], 20.0)  # the failed config, now ok
+    board = leaderboard.build([sweep])
+    assert board.failed == [] and row(board, "replay")["n"] == 3

@@ -1,0 +1,97 @@
+"""Sweeps: resume by resolved config, failures that don't stop a sweep, [run k/N]."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_module
+from omegaconf import OmegaConf
+
+from benchmarks import sweep
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("FORGETBENCH_DATA", REPO.parent / "shared" / "data"))
+TINY = ["stream.max_train_per_exp=64", "stream.max_test_per_exp=32", "progress=false", "device=cpu", "threads=1"]
+
+
+def compose_cfg(overrides=()):
+    with initialize_config_module(config_module="conf", version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
+def forgetbench(*args, check=True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "FORGETBENCH_DATA": str(DATA)}
+    result = subprocess.run([sys.executable, "-m", "scripts.run", *args], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=300)
+    if check and result.returncode != 0:
+        raise AssertionError(f"forgetbench {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def needs_mnist():
+    if not (DATA / "MNIST" / "raw").is_dir():
+        pytest.skip(f"real MNIST not found under {DATA}; set FORGETBENCH_DATA to a folder holding MNIST/raw")
+
+
+def test_identity_ignores_volatile_keys_only():
+    a = OmegaConf.to_container(compose_cfg(["results_dir=/a", "progress=false", "threads=2"]), resolve=True)
+    b = OmegaConf.to_container(compose_cfg(["results_dir=/b", "sweep_name=other", "data.root=/elsewhere"]), resolve=True)
+    c = OmegaConf.to_container(compose_cfg(["seed=1"]), resolve=True)
+    assert sweep.config_key(a) == sweep.config_key(b)
+    assert sweep.config_key(a) != sweep.config_key(c)
+    assert "results_dir" in a and "results_dir" not in sweep.identity(a)  # identity copies, a keeps its keys
+
+
+def test_find_finished_matches_config_not_directory(tmp_path):
+    cfg = compose_cfg(["seed=3"])
+    config = OmegaConf.to_container(cfg, resolve=True)
+    (tmp_path / "0__renamed").mkdir()
+    (tmp_path / "0__renamed" / "record.json").write_text(json.dumps({"status": "ok", "config": config}))
+    (tmp_path / "1__broken").mkdir()
+    (tmp_path / "1__broken" / "record.json").write_text('{"status": "ok", "conf')  # killed mid-write
+    assert sweep.find_finished(cfg, tmp_path) == tmp_path / "0__renamed"
+    assert sweep.find_finished(compose_cfg(["seed=4"]), tmp_path) is None
+    (tmp_path / "0__renamed" / "record.json").write_text(json.dumps({"status": "failed", "config": config}))
+    assert sweep.find_finished(cfg, tmp_path) is None
+
+
+def test_sweep_size_counts_cli_and_config_sweeps():
+    with initialize_config_module(config_module="conf", version_base="1.3"):
+        cfg = compose("config", overrides=["experiment=demo"], return_hydra_config=True)
+    cfg.hydra.overrides.task = ["experiment=demo", "seed=0,1", "scenario=class,task", "epochs=1"]  # as `-m` sees it
+    assert sweep.sweep_size(cfg.hydra) == 3 * 2 * 2  # demo sweeps strategy=naive,ewc,replay
+
+
+def test_resume_skips_finished_runs_and_reruns_unfinished(tmp_path, needs_mnist):
+    args = ["-m", "strategy=naive,ewc", *TINY, f"results_dir={tmp_path}", "sweep_name=grid"]
+    first = forgetbench(*args)
+    assert "[run 1/2]" in first.stdout and "[run 2/2]" in first.stdout
+    done, killed = sorted((tmp_path / "grid").glob("*/record.json"))
+    done_mtime = done.stat().st_mtime_ns
+    killed.unlink()  # the sweep was killed while this run was training
+
+    second = forgetbench(*args)
+    assert second.stdout.count("skipped, already finished") == 1
+    assert done.stat().st_mtime_ns == done_mtime  # never re-run
+    assert json.loads(killed.read_text())["status"] == "ok"  # re-run
+
+    third = forgetbench(*args, "force=true")
+    assert "skipped" not in third.stdout
+    assert done.stat().st_mtime_ns != done_mtime
+
+
+def test_failed_run_is_recorded_and_does_not_stop_the_sweep(tmp_path, needs_mnist):
+    result = forgetbench("-m", "stream.dataset=nope,mnist", *TINY, f"results_dir={tmp_path}", "sweep_name=grid")
+    failed, ok = (json.loads(p.read_text()) for p in sorted((tmp_path / "grid").glob("*/record.json")))
+    assert failed["status"] == "failed" and "unknown dataset 'nope'" in failed["error"]
+    assert ok["status"] == "ok"
+    assert "[run 1/2] split_mnist__class__naive__s0: FAILED with" in result.stderr
+
+
+def test_failed_single_run_exits_nonzero(tmp_path, needs_mnist):
+    result = forgetbench("stream.dataset=nope", *TINY, f"results_dir={tmp_path}", check=False)
+    assert result.returncode != 0
+    assert "unknown dataset 'nope'" in result.stderr
