@@ -41,10 +41,16 @@ CASES = [(name, scenario) for name in strategies.list_strategies()
          for scenario in strategies.get_strategy(name).scenarios]
 
 
+TINY_PARAMS = {  # keep buffers and sleeps in proportion to the tiny stream
+    "replay": ["strategy.mem_size=20"],
+    "sleep_cls": ["strategy.mem_size=20"],
+    "sleep_src": ["strategy.iterations=200", "strategy.increment=50"],
+}
+
+
 @pytest.mark.parametrize("name,scenario", CASES)
 def test_every_strategy_runs_a_tiny_stream(name, scenario, mnist_root, tmp_path):
-    cfg = compose_cfg([f"strategy={name}", f"scenario={scenario}", *TINY, "strategy.mem_size=20"
-                       if name == "replay" else "epochs=1"])
+    cfg = compose_cfg([f"strategy={name}", f"scenario={scenario}", *TINY, *TINY_PARAMS.get(name, [])])
     record = run(cfg, tmp_path / "run")
     acc = np.array(record["accuracy_matrix"], dtype=float)
     assert record["status"] == "ok" and acc.shape == (6, 5)
