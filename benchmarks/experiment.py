@@ -115,13 +115,6 @@ def run(cfg: DictConfig, out_dir: str | Path) -> dict:
     from benchmarks.protocol import MatrixRecorder, run_protocol
 
     out_dir = Path(out_dir)
-    info = validate(cfg)
-    device = resolve_device(cfg.device)
-    if cfg.get("threads"):
-        torch.set_num_threads(int(cfg.threads))
-    seed_everything(cfg.seed)
-    print(f"forgetbench: {cfg.run_name} on {describe_device(device)}", flush=True)
-
     record = {
         "run_id": out_dir.name,
         "status": "running",
@@ -130,15 +123,23 @@ def run(cfg: DictConfig, out_dir: str | Path) -> dict:
         "strategy": cfg.strategy.name,
         "model": cfg.model.name,
         "seed": int(cfg.seed),
-        "device": describe_device(device),
+        "device": None,
         "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "git_commit": records.git_commit(),
         "versions": records.versions(),
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
-    sink = _wandb_sink(cfg, record, out_dir)
+    sink = None
     start = time.perf_counter()
     try:
+        info = validate(cfg)
+        device = resolve_device(cfg.device)
+        if cfg.get("threads"):
+            torch.set_num_threads(int(cfg.threads))
+        seed_everything(cfg.seed)
+        record["device"] = describe_device(device)
+        print(f"forgetbench: {cfg.run_name} on {record['device']}", flush=True)
+        sink = _wandb_sink(cfg, record, out_dir)
         stream = _build(cfg.stream).to(device)
         record["stream_info"] = stream.info
         model = _build(cfg.model, input_shape=stream.input_shape, num_outputs=stream.num_outputs,
@@ -151,7 +152,7 @@ def run(cfg: DictConfig, out_dir: str | Path) -> dict:
             result = run_protocol(strategy, stream.benchmark(), recorder, offline=info.offline,
                                   on_row=(lambda i, acc, loss: sink.log_row(i, acc)) if sink else None,
                                   train_kwargs={"reset_optimizer_state": bool(cfg.reset_optimizer)})
-    except BaseException as error:  # record every failure, Ctrl-C included, then re-raise
+    except BaseException as error:  # record every failure (config errors and Ctrl-C included), then re-raise
         record.update(status="failed", error=f"{type(error).__name__}: {error}",
                       traceback=traceback.format_exc(), total_seconds=time.perf_counter() - start)
         _write(out_dir, record)

@@ -47,6 +47,7 @@ def test_run_writes_record_and_csvs(naive_run):
     assert runs.loc[0, "status"] == "ok" and runs.loc[0, "acc"] == pytest.approx(record["metrics"]["acc"])
     assert runs.loc[0, "cfg.strategy.name"] == "naive"
     assert not list(out.glob(".*.tmp"))  # atomic writes leave no temp files
+    assert (out / "record.json").stat().st_mode & 0o044 == 0o044 or os.umask(os.umask(0)) & 0o044
 
 
 def test_same_seed_same_matrix_on_cpu(mnist_root, tmp_path):
@@ -94,6 +95,8 @@ def test_failed_run_is_recorded_and_raised(mnist_root, tmp_path):
 def test_bad_values_name_the_choices(override, pattern, tmp_path):
     with pytest.raises(ConfigError, match=pattern):
         run(compose_cfg([*TINY, override]), tmp_path / "run")
+    saved = json.loads((tmp_path / "run" / "record.json").read_text())
+    assert saved["status"] == "failed" and saved["error"].startswith("ConfigError")
 
 
 def test_unknown_config_group_option_lists_the_choices():
