@@ -42,7 +42,8 @@ class WandbSink:
 
             self.wandb = wandb
             self.run = wandb.init(project=project, entity=entity, name=name, group=group, job_type=job_type,
-                                  config=config, dir=dir, mode=mode, tags=list(tags), reinit="finish_previous")
+                                  config=config, dir=dir, mode=mode, tags=list(tags), reinit="finish_previous",
+                                  settings=wandb.Settings(init_timeout=300))  # a busy machine starts slowly
             self.run.define_metric("train/step")
             self.run.define_metric("train/*", step_metric="train/step")
             self.run.define_metric("experience")
