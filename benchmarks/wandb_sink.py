@@ -18,6 +18,7 @@ import warnings
 import numpy as np
 
 from benchmarks.metrics import summarize
+from benchmarks.plots import heatmap
 
 
 def _guarded(method):
@@ -37,6 +38,7 @@ class WandbSink:
     def __init__(self, *, project: str, name: str, group: str, job_type: str, config: dict, dir: str,
                  entity: str | None = None, mode: str | None = None, tags=()):
         self.run = None
+        self._rows: dict[int, np.ndarray] = {}  # finished matrix rows, for the running metrics
         try:
             import wandb
 
@@ -71,7 +73,6 @@ class WandbSink:
         """Row ``row`` of the matrix is done: log the experiences seen so far and running metrics."""
         if row == 0:
             return
-        self._rows = getattr(self, "_rows", {})
         self._rows[row] = np.array(accuracy)
         data = {"experience": row}
         data.update({f"acc/e{j}": float(accuracy[j]) for j in range(row)})
@@ -103,25 +104,3 @@ class WandbSink:
         self.run.finish(exit_code=1)
         self.run = None
 
-
-def heatmap(acc: np.ndarray, title: str = ""):
-    """The accuracy matrix as a matplotlib figure (rows: trained up to, columns: test experience)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    T = acc.shape[1]
-    fig, ax = plt.subplots(figsize=(1 + 0.6 * T, 1 + 0.5 * (T + 1)))
-    ax.imshow(np.nan_to_num(acc, nan=0.0), vmin=0, vmax=1, cmap="viridis")
-    for (i, j), v in np.ndenumerate(acc):
-        if not np.isnan(v):
-            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="w" if v < 0.6 else "k")
-    ax.set_xticks(range(T), [f"e{j}" for j in range(T)])
-    ax.set_yticks(range(T + 1), ["init"] + [f"e{i}" for i in range(T)])
-    ax.set_xlabel("test experience")
-    ax.set_ylabel("trained up to")
-    ax.set_title(title, fontsize=8)
-    fig.tight_layout()
-    plt.close(fig)
-    return fig
