@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
-from benchmarks.records import flatten
+from benchmarks.records import flatten, read_record
 from benchmarks.stats import mean_ci
-from benchmarks.sweep import config_key, identity, read_record
+from benchmarks.sweep import config_key, identity
 
 GROUP = ["stream", "scenario", "model", "strategy"]
 # metric -> (column title, higher is better)

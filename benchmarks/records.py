@@ -150,16 +150,22 @@ def versions() -> dict:
     return out
 
 
+def read_record(path: Path) -> dict | None:
+    """A run record, or None when it is missing or unreadable (e.g. a run killed mid-write)."""
+    try:
+        record = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
 def joint_reference(results_dir: Path, record: dict) -> tuple[list[float], str] | None:
     """Final accuracies of a finished joint-training run on the same stream, scenario, model and
     seed (the reference for intransigence), and its path; None when there is none."""
     config = record["config"]
     key = lambda c: (c["stream"], c["scenario"], c["model"], c["seed"])  # noqa: E731
     for path in sorted(Path(results_dir).glob("**/record.json")):
-        try:
-            other = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
+        other = read_record(path) or {}
         if other.get("strategy") == "joint" and other.get("status") == "ok" and key(other["config"]) == key(config):
             return other["accuracy_matrix"][-1], str(path.parent)
     return None

@@ -16,6 +16,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from benchmarks.records import read_record
+
 # Dotted config keys that do not change what a run computes.
 VOLATILE = ("hydra", "progress", "force", "threads", "results_dir", "sweep_name", "run_name",
             "data.root", "data.download", "stream.root", "stream.download")
@@ -38,15 +40,6 @@ def identity(config: dict) -> dict:
 def config_key(config: dict) -> str:
     """A string equal for two resolved configs exactly when their :func:`identity` is equal."""
     return json.dumps(identity(config), sort_keys=True, default=str)
-
-
-def read_record(path: Path) -> dict | None:
-    """A run record, or None when it is missing or unreadable (e.g. a run killed mid-write)."""
-    try:
-        record = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) else None
 
 
 def find_finished(cfg: DictConfig, sweep_dir: Path) -> Path | None:
