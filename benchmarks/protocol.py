@@ -79,7 +79,8 @@ class ProtocolResult:
     eval_seconds: list[float] = field(default_factory=list)  # per evaluated row
 
 
-def _sync(device: torch.device):
+def synchronize(device: torch.device) -> None:
+    """Wait for queued GPU work, so a wall-clock time covers it (no-op on CPU)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -98,7 +99,7 @@ def run_protocol(strategy, benchmark, recorder: MatrixRecorder, offline: bool = 
         recorder.results.clear()
         start = time.perf_counter()
         strategy.eval(test_stream)
-        _sync(device)
+        synchronize(device)
         result.eval_seconds.append(time.perf_counter() - start)
         for j, (acc, loss) in recorder.results.items():
             result.accuracy[row, j], result.loss[row, j] = acc, loss
@@ -108,7 +109,7 @@ def run_protocol(strategy, benchmark, recorder: MatrixRecorder, offline: bool = 
     def train(experiences):
         start = time.perf_counter()
         strategy.train(experiences, eval_streams=[], **(train_kwargs or {}))
-        _sync(device)
+        synchronize(device)
         result.train_seconds.append(time.perf_counter() - start)
 
     evaluate(0)

@@ -12,7 +12,6 @@ experience-balanced, 128 current + 128 replayed per step).
 """
 from __future__ import annotations
 
-import copy
 import resource
 import shutil
 import tempfile
@@ -25,7 +24,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from benchmarks.data import SPECS, load_dataset
+from benchmarks.data import SPECS, default_root, load_dataset
+from benchmarks.protocol import synchronize
 
 STRATEGIES = ("naive", "ewc", "replay")
 EWC_LAMBDA, MEM_SIZE, BATCH, EVAL_BATCH = 1000.0, 1000, 128, 1000
@@ -33,11 +33,6 @@ EWC_LAMBDA, MEM_SIZE, BATCH, EVAL_BATCH = 1000.0, 1000, 128, 1000
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _mlp(num_classes=10):
@@ -65,7 +60,7 @@ def bare(strategy: str, xs, ys, order, device, seed=0) -> tuple[float, np.ndarra
             R[row, j] = float(correct) / len(idx)
         model.train()
 
-    _sync(device)
+    synchronize(device)
     start = time.perf_counter()
     evaluate(0)
     for e, idx in enumerate(tr):
@@ -95,7 +90,7 @@ def bare(strategy: str, xs, ys, order, device, seed=0) -> tuple[float, np.ndarra
             share = MEM_SIZE // len(buffer)
             buffer = [m[torch.randperm(len(m), device=device)[:share]] for m in buffer]
         evaluate(e + 1)
-    _sync(device)
+    synchronize(device)
     return time.perf_counter() - start, R
 
 
@@ -122,10 +117,9 @@ def avalanche_classic(strategy: str, raw_root: Path, order, device, seed=0) -> t
     import torchvision
     from avalanche.benchmarks.scenarios.deprecated.generators import nc_benchmark
     from avalanche.training import EWC, Naive, Replay
-    from avalanche.training.plugins import EvaluationPlugin
-    from avalanche.training.plugins.evaluation import default_evaluator  # noqa: F401
     from torchvision import transforms
 
+    from benchmarks.experiment import silent_evaluator
     from benchmarks.protocol import MatrixRecorder
 
     torch.manual_seed(seed)
@@ -134,13 +128,10 @@ def avalanche_classic(strategy: str, raw_root: Path, order, device, seed=0) -> t
     test = torchvision.datasets.MNIST(str(raw_root), train=False, download=True, transform=tf)
     bm = nc_benchmark(train, test, n_experiences=5, task_labels=False, fixed_class_order=order)
     recorder = MatrixRecorder(5, progress=False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        evaluator = EvaluationPlugin(loggers=[])
     model = _mlp()
     kwargs = dict(model=model, optimizer=torch.optim.Adam(model.parameters(), lr=1e-3),
                   criterion=nn.CrossEntropyLoss(), train_mb_size=BATCH, train_epochs=1, eval_mb_size=EVAL_BATCH,
-                  device=device, evaluator=evaluator, plugins=[recorder])
+                  device=device, evaluator=silent_evaluator(), plugins=[recorder])
     cls = {"naive": Naive, "ewc": EWC, "replay": Replay}[strategy]
     extra = {"ewc": {"ewc_lambda": EWC_LAMBDA}, "replay": {"mem_size": MEM_SIZE}}.get(strategy, {})
     agent = cls(**kwargs, **extra)
@@ -152,7 +143,7 @@ def avalanche_classic(strategy: str, raw_root: Path, order, device, seed=0) -> t
         for j, (acc, _) in recorder.results.items():
             R[row, j] = acc
 
-    _sync(device)
+    synchronize(device)
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -160,7 +151,7 @@ def avalanche_classic(strategy: str, raw_root: Path, order, device, seed=0) -> t
         for e, experience in enumerate(bm.train_stream):
             agent.train(experience, eval_streams=[])
             evaluate(e + 1)
-    _sync(device)
+    synchronize(device)
     return time.perf_counter() - start, R
 
 
@@ -171,7 +162,7 @@ def main(data_root: str | None = None, device: str = "auto", strategies=STRATEGI
     device = resolve_device(device)
     root = Path(data_root) if data_root else None
     ds = load_dataset("mnist", root)
-    data_root = root or Path(__import__("benchmarks.data", fromlist=["default_root"]).default_root())
+    data_root = root or default_root()
     mean, std = ds.mean[0], ds.std[0]
     norm = lambda x: ((x.float() / 255 - mean) / std).to(device)  # noqa: E731
     xs = (norm(ds.train_x), ds.train_y.to(device))
@@ -184,7 +175,7 @@ def main(data_root: str | None = None, device: str = "auto", strategies=STRATEGI
     try:
         for name in strategies:
             fb_time, fb_setup, fb_R, order = forgetbench(name, data_root, device)
-            bare_time, bare_R = bare(name, (xs[0], xs[1]), (ys[0], ys[1]), order, device)
+            bare_time, bare_R = bare(name, xs, ys, order, device)
             row = {"strategy": name, "bare_s": bare_time, "forgetbench_s": fb_time, "fb_setup_s": fb_setup,
                    "acc_bare": average_accuracy(bare_R), "acc_fb": average_accuracy(fb_R)}
             if classic:

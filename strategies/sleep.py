@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 import time
 
-import torch
 from avalanche.core import SupervisedPlugin
+
+from benchmarks.protocol import synchronize
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +54,9 @@ class SleepPlugin(SupervisedPlugin):
 
     def _sleep(self, strategy) -> None:
         was_training = strategy.model.training
-        if strategy.device.type == "cuda":
-            torch.cuda.synchronize(strategy.device)
+        synchronize(strategy.device)
         start = time.perf_counter()
         self.sleep(strategy)
-        if strategy.device.type == "cuda":
-            torch.cuda.synchronize(strategy.device)
+        synchronize(strategy.device)
         self.sleep_seconds[-1] += time.perf_counter() - start
         strategy.model.train(was_training)
