@@ -2,11 +2,10 @@
 
 - naive: fine-tuning on each experience in turn (the lower bound);
 - joint: one model trained once on all experiences together (the upper bound);
-- cumulative: at each experience, retrain on all data seen so far;
-- ewc / online_ewc: Elastic Weight Consolidation (Kirkpatrick et al. 2017), separate penalties
-  per experience or one decayed penalty (Schwarz et al. 2018); configs in conf/strategy/.
+- cumulative: at each experience, retrain on all data seen so far.
+EWC and online EWC are in ewc.py.
 """
-from avalanche.training import EWC, Cumulative, JointTraining, Naive
+from avalanche.training import Cumulative, JointTraining, Naive
 
 from strategies.registry import register_strategy
 
@@ -15,5 +14,3 @@ register_strategy("joint", offline=True, description="trained once on all experi
     JointTraining
 )
 register_strategy("cumulative", description="retrained on all data seen so far at each experience")(Cumulative)
-register_strategy("ewc", description="Elastic Weight Consolidation, one penalty per experience")(EWC)
-register_strategy("online_ewc", description="online EWC: one running, decayed penalty")(EWC)
