@@ -12,8 +12,11 @@ experience-balanced, 128 current + 128 replayed per step).
 """
 from __future__ import annotations
 
+import os
 import resource
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 import warnings
@@ -49,7 +52,7 @@ def bare(strategy: str, xs, ys, order, device, seed=0) -> tuple[float, np.ndarra
     te = [torch.isin(y_te, torch.tensor(g, device=device)).nonzero().flatten() for g in groups]
     model = _mlp().to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    penalties, buffer = [], []
+    curvature, anchor, buffer = [], [], []
     R = np.zeros((6, 5))
 
     @torch.no_grad()
@@ -70,9 +73,9 @@ def bare(strategy: str, xs, ys, order, device, seed=0) -> tuple[float, np.ndarra
             if mem is not None:  # replay: as many buffer samples as current ones
                 b = torch.cat([b, mem[torch.randint(len(mem), (BATCH,), device=device)]])
             loss = F.cross_entropy(model(x_tr[b]), y_tr[b])
-            for fisher, params in penalties:
-                loss = loss + EWC_LAMBDA / 2 * sum((f * (p - q) ** 2).sum() for f, p, q in
-                                                   zip(fisher, model.parameters(), params))
+            if curvature:  # EWC: all past penalties summed into one quadratic, as strategies/ewc.py does
+                loss = loss + EWC_LAMBDA * sum((a * (p - m) ** 2).sum() for a, p, m in
+                                               zip(curvature, model.parameters(), anchor))
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -84,7 +87,14 @@ def bare(strategy: str, xs, ys, order, device, seed=0) -> tuple[float, np.ndarra
                 F.cross_entropy(model(x_tr[b]), y_tr[b]).backward()
                 for f, p in zip(fisher, model.parameters()):
                     f += p.grad.detach() ** 2
-            penalties.append(([f / len(batches) for f in fisher], [p.detach().clone() for p in model.parameters()]))
+            fisher = [f / len(batches) for f in fisher]
+            theta = [p.detach().clone() for p in model.parameters()]
+            if curvature:
+                anchor = [torch.where(a + f > 0, (a * m + f * t) / (a + f).clamp_min(1e-30), t)
+                          for a, m, f, t in zip(curvature, anchor, fisher, theta)]
+                curvature = [a + f for a, f in zip(curvature, fisher)]
+            else:
+                curvature, anchor = fisher, theta
         if strategy == "replay":  # experience-balanced buffer
             buffer.append(idx)
             share = MEM_SIZE // len(buffer)
@@ -188,6 +198,42 @@ def main(data_root: str | None = None, device: str = "auto", strategies=STRATEGI
         shutil.rmtree(raw, ignore_errors=True)
     print(format_table(rows))
     return rows
+
+
+SWEEP = ("strategy=naive,ewc,online_ewc,replay", "stream=split_mnist,split_fashion_mnist", "seed=0,1,2")
+
+
+def sweep(data_root: str | None = None, n_jobs: int = 2, grid=SWEEP) -> dict:
+    """Wall time of one sweep (issue #6: 4 strategies x 2 streams x 3 seeds = 24 runs) three ways,
+    each a fresh ``forgetbench -m`` process on the CPU: serially with torch's default threads, serially
+    with 1 thread, and with ``launcher=joblib`` (``n_jobs`` jobs, cores // n_jobs threads each)."""
+    root = Path(data_root) if data_root else default_root()
+    variants = {"serial": [], "serial, threads=1": ["threads=1"],
+                f"joblib, {n_jobs} jobs": ["launcher=joblib", f"hydra.launcher.n_jobs={n_jobs}"]}
+    times = {}
+    with tempfile.TemporaryDirectory() as out:
+        for name, extra in variants.items():
+            cmd = [sys.executable, "-m", "scripts.run", "-m", *grid, *extra, f"data.root={root}", "device=cpu",
+                   "progress=false", f"results_dir={out}", f"sweep_name=v{len(times)}", "logger=csv"]
+            start = time.perf_counter()
+            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, cwd=Path(__file__).resolve().parent.parent,
+                           env={**os.environ, "WANDB_MODE": "disabled"})
+            times[name] = time.perf_counter() - start
+            print(f"  {name}: {times[name]:.1f}s", flush=True)
+    return times
+
+
+def format_sweep(times: dict, grid=SWEEP) -> str:
+    (serial, t_serial), (_, t_single), (parallel, t_par) = times.items()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return "\n".join([
+        f"sweep {' '.join(grid)} on {cores} CPU cores:",
+        f"| serial (s) | serial, threads=1 (s) | {parallel} (s) | {parallel} / serial "
+        f"| {parallel} / serial threads=1 | best possible / serial |",
+        "|---:|---:|---:|---:|---:|---:|",
+        f"| {t_serial:.1f} | {t_single:.1f} | {t_par:.1f} | {t_par / t_serial:.2f}x | {t_par / t_single:.2f}x "
+        f"| {t_single / cores / t_serial:.2f}x |",
+        "(best possible: every core busy with single-threaded runs and no overhead, serial threads=1 / cores)"])
 
 
 def format_row(r: dict) -> str:

@@ -1,0 +1,20 @@
+"""The sweep timing of the speed benchmark (scripts/bench_speed.py --sweep); never asserts times."""
+import os
+
+from benchmarks import speed
+from tests.conftest import TINY
+
+
+def test_sweep_table_reports_ratios_to_both_serial_baselines():
+    times = {"serial": 80.0, "serial, threads=1": 120.0, "joblib, 2 jobs": 60.0}
+    table = speed.format_sweep(times)
+    cores = len(os.sched_getaffinity(0))
+    assert "| 80.0 | 120.0 | 60.0 | 0.75x | 0.50x |" in table
+    assert f"| {120.0 / cores / 80.0:.2f}x |" in table
+
+
+def test_sweep_times_a_tiny_grid_three_ways(mnist_root):
+    grid = ("strategy=naive", "seed=0,1", *TINY)
+    times = speed.sweep(str(mnist_root), n_jobs=2, grid=grid)
+    assert list(times) == ["serial", "serial, threads=1", "joblib, 2 jobs"]
+    assert all(t > 0 for t in times.values())
