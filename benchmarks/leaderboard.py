@@ -3,7 +3,9 @@ next to published numbers whose protocol matches.
 
 Reads every ``record.json`` under the given directories (sweep directories, or ``results/runs``).
 A run counted twice (same resolved config, e.g. re-run with ``force=true``) counts once: its
-latest finished record. Failed runs are left out and reported.
+latest finished record. Failed runs are left out and reported. Intransigence is recomputed
+against the joint-training runs read (same stream, scenario, model and seed), so it does not
+depend on whether a run finished before its joint reference did.
 """
 from __future__ import annotations
 
@@ -16,7 +18,8 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
-from benchmarks.records import flatten, read_record
+from benchmarks.metrics import intransigence
+from benchmarks.records import flatten, read_record, reference_key
 from benchmarks.stats import mean_ci
 from benchmarks.sweep import config_key, identity
 
@@ -72,7 +75,18 @@ def load_runs(dirs) -> tuple[pd.DataFrame, list[str]]:
     runs = pd.DataFrame(rows, columns=columns)
     failed = [path for path, key in failed.items() if key not in set(runs["key"])]
     runs = runs.sort_values("finished_at").drop_duplicates("key", keep="last").drop(columns="key")
-    return runs.sort_values([*GROUP, "seed"]).reset_index(drop=True), failed
+    return with_intransigence(runs.sort_values([*GROUP, "seed"]).reset_index(drop=True)), failed
+
+
+def with_intransigence(runs: pd.DataFrame) -> pd.DataFrame:
+    """Intransigence of every run against the joint run among ``runs`` with the same
+    :func:`~benchmarks.records.reference_key`; the record's own value stays where there is none."""
+    joint = {reference_key(c): m[-1] for s, c, m in zip(runs["strategy"], runs["config"], runs["accuracy_matrix"])
+             if s == "joint"}
+    references = [joint.get(reference_key(c)) for c in runs["config"]]
+    computed = [intransigence(m, ref) if ref is not None else value
+                for m, ref, value in zip(runs["accuracy_matrix"], references, runs["intransigence"])]
+    return runs.assign(intransigence=computed)
 
 
 def mixed_settings(runs: pd.DataFrame) -> list[str]:

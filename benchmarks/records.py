@@ -159,13 +159,19 @@ def read_record(path: Path) -> dict | None:
     return record if isinstance(record, dict) else None
 
 
+def reference_key(config: dict) -> str:
+    """What a run and its joint-training reference for intransigence share: stream, scenario, model, seed."""
+    return json.dumps([config.get("stream"), config.get("scenario"), config.get("model"), config.get("seed")],
+                      sort_keys=True, default=str)
+
+
 def joint_reference(results_dir: Path, record: dict) -> tuple[list[float], str] | None:
-    """Final accuracies of a finished joint-training run on the same stream, scenario, model and
-    seed (the reference for intransigence), and its path; None when there is none."""
-    config = record["config"]
-    key = lambda c: (c["stream"], c["scenario"], c["model"], c["seed"])  # noqa: E731
+    """Final accuracies of a finished joint-training run with the same :func:`reference_key` (the
+    reference for intransigence), and its path; None when there is none yet (the leaderboard fills
+    it in later from the joint runs it reads)."""
+    key = reference_key(record["config"])
     for path in sorted(Path(results_dir).glob("**/record.json")):
         other = read_record(path) or {}
-        if other.get("strategy") == "joint" and other.get("status") == "ok" and key(other["config"]) == key(config):
+        if other.get("strategy") == "joint" and other.get("status") == "ok" and reference_key(other["config"]) == key:
             return other["accuracy_matrix"][-1], str(path.parent)
     return None

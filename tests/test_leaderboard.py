@@ -43,6 +43,16 @@ def test_newest_record_of_a_config_counts_once_and_failed_runs_are_left_out(boar
     assert board.warnings == []
 
 
+def test_intransigence_from_joint_runs_read_even_if_they_finished_last(tmp_path):
+    sweep = make_sweep(tmp_path / "sweep")  # the naive runs' records have no intransigence (NaN)
+    # joint run, seed 0 only; written last, as in a sweep that lists joint last
+    write_record(sweep, 8, "joint", 0, [[0.1, 0.1], [None, None], [0.9, 0.95]], seconds=30.0)
+    runs = leaderboard.build([sweep]).runs.set_index(["strategy", "seed"])
+    # naive seed 0 learned R[1,0] = 1.0, R[2,1] = 1.0: I = ((0.9 - 1.0) + (0.95 - 1.0)) / 2
+    assert runs.loc[("naive", 0), "intransigence"] == pytest.approx(-0.075)
+    assert pd.isna(runs.loc[("naive", 1), "intransigence"])  # no joint run with seed 1: missing, not faked
+
+
 def test_mixed_settings_warn(tmp_path):
     sweep = make_sweep(tmp_path / "sweep")
     write_record(sweep, 7, "naive", 3, [[0.1, 0.1], [1.0, 0.0], [0.0, 1.0]], 10.0, epochs=5)
