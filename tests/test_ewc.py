@@ -10,15 +10,17 @@ from strategies.ewc import MergedEWCPlugin
 from tests.conftest import TINY, compose_cfg
 
 
-def _random_history(model, n_exp, gen, zero_some=True):
-    """Visit ``n_exp`` random parameter settings, each with a random Fisher (some entries exactly 0)."""
+def _consolidate_random(plugin, model, n_exp, gen):
+    """``n_exp`` experiences, each ending at random parameters with a random Fisher (some entries
+    exactly 0), consolidated into ``plugin``; returns [(parameters, fisher)] per experience."""
     history = []
     for _ in range(n_exp):
         with torch.no_grad():
             for p in model.parameters():
                 p.copy_(torch.randn(p.shape, generator=gen))
-        fishers = {n: torch.rand(p.shape, generator=gen) * (torch.rand(p.shape, generator=gen) > 0.3 * zero_some)
+        fishers = {n: torch.rand(p.shape, generator=gen) * (torch.rand(p.shape, generator=gen) > 0.3)
                    for n, p in model.named_parameters()}
+        plugin.consolidate(model, fishers)
         history.append(({n: p.detach().clone() for n, p in model.named_parameters()}, fishers))
     return history
 
@@ -27,13 +29,7 @@ def test_separate_penalty_is_the_sum_over_experiences_value_and_gradient():
     gen = torch.Generator().manual_seed(0)
     model = nn.Sequential(nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 3))
     plugin = MergedEWCPlugin(ewc_lambda=1.0, mode="separate")
-    history = _random_history(model, 4, gen)
-    for params, fishers in history:
-        with torch.no_grad():
-            for n, p in model.named_parameters():
-                p.copy_(params[n])
-        plugin.consolidate(model, fishers)
-
+    history = _consolidate_random(plugin, model, 4, gen)
     with torch.no_grad():
         for p in model.parameters():
             p.copy_(torch.randn(p.shape, generator=gen))
@@ -50,12 +46,7 @@ def test_online_penalty_decays_the_fisher_and_anchors_at_the_last_parameters():
     gen = torch.Generator().manual_seed(1)
     model = nn.Linear(3, 2)
     plugin = MergedEWCPlugin(ewc_lambda=1.0, mode="online", decay_factor=0.5)
-    history = _random_history(model, 3, gen)
-    for params, fishers in history:
-        with torch.no_grad():
-            for n, p in model.named_parameters():
-                p.copy_(params[n])
-        plugin.consolidate(model, fishers)
+    history = _consolidate_random(plugin, model, 3, gen)
     with torch.no_grad():
         model.weight.add_(1.0)
     t2 = history[2][0]
