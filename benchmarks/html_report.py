@@ -89,7 +89,7 @@ def to_html(lb: Leaderboard, header_lines=(), title: str = "forgetbench leaderbo
 <body>
 <h1>{html.escape(title)}</h1>
 <pre>{html.escape(chr(10).join(header_lines))}</pre>
-<p>Mean ± half-width of the 95% Student-t confidence interval over seeds; best mean per (stream, scenario) in bold.
+<p>Mean ± half-width of the 95% Student-t confidence interval over seeds; best mean per (stream, scenario) in bold (upper bounds such as joint training excluded).
 Click a column header to sort.</p>
 {table_html(lb)}
 {f"<h2>Published numbers</h2><ul class='refs'>{notes}</ul>" if notes else ""}

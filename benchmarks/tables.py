@@ -1,7 +1,8 @@
 """Leaderboard tables: Markdown (for a README), CSV and LaTeX (booktabs).
 
 Cells read ``mean ± half-width of the 95% CI``. The best mean of each metric column is bold,
-compared within a (stream, scenario) block: numbers across streams or scenarios don't compete.
+compared within a (stream, scenario) block: numbers across streams or scenarios don't compete,
+and neither do the upper bounds (joint training, cumulative retraining), shown for reference.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from benchmarks.leaderboard import GROUP, METRICS, Leaderboard
 TITLES = {"stream": "Stream", "scenario": "Scenario", "model": "Model", "strategy": "Strategy", "n": "n"}
 DIGITS = {"time": 1}  # decimals per metric; 3 otherwise
 BLOCK = ["stream", "scenario"]
+UPPER_BOUNDS = ("joint", "cumulative")  # references, not contenders: never bold
 
 
 def _missing(value) -> bool:
@@ -29,9 +31,9 @@ def cell(mean, ci, digits: int = 3, pm: str = "±", missing: str = "–") -> str
 
 def best(table: pd.DataFrame) -> pd.DataFrame:
     """Boolean frame (rows x metrics): the row has the best mean of its (stream, scenario) block
-    (none when all the block's means are equal as displayed)."""
+    among the continual strategies (none when all their means are equal as displayed)."""
     out = pd.DataFrame(False, index=table.index, columns=list(METRICS))
-    for _, block in table.groupby(BLOCK):
+    for _, block in table[~table["strategy"].isin(UPPER_BOUNDS)].groupby(BLOCK):
         for metric, (_, higher_is_better) in METRICS.items():
             means = block[f"{metric}_mean"].dropna().round(DIGITS.get(metric, 3))  # ties as displayed
             if len(means) > 1 and means.nunique() > 1:

@@ -53,6 +53,15 @@ def test_intransigence_from_joint_runs_read_even_if_they_finished_last(tmp_path)
     assert pd.isna(runs.loc[("naive", 1), "intransigence"])  # no joint run with seed 1: missing, not faked
 
 
+def test_upper_bounds_are_shown_but_never_bold(tmp_path):
+    sweep = make_sweep(tmp_path / "sweep")
+    write_record(sweep, 8, "joint", 0, [[0.1, 0.1], [None, None], [0.99, 0.99]], seconds=1.0)
+    board = leaderboard.build([sweep])
+    marks = tables.best(board.table).set_index(board.table["strategy"])
+    assert marks.loc["replay", "acc"] and not marks.loc["joint", "acc"]  # joint's ACC 0.99 is the highest
+    assert marks.loc["naive", "time"] and not marks.loc["joint", "time"]  # and so is its speed
+
+
 def test_mixed_settings_warn(tmp_path):
     sweep = make_sweep(tmp_path / "sweep")
     write_record(sweep, 7, "naive", 3, [[0.1, 0.1], [1.0, 0.0], [0.0, 1.0]], 10.0, epochs=5)
