@@ -45,6 +45,8 @@ def _mlp(num_classes=10):
 
 def bare(strategy: str, xs, ys, order, device, seed=0) -> tuple[float, np.ndarray]:
     """The protocol as a plain PyTorch loop over tensors already normalized and on ``device``."""
+    from strategies.ewc import MergedEWCPlugin  # EWC: the same merged penalty as forgetbench's
+
     torch.manual_seed(seed)
     (x_tr, y_tr), (x_te, y_te) = xs, ys
     groups = [order[2 * i : 2 * i + 2] for i in range(5)]
@@ -52,7 +54,7 @@ def bare(strategy: str, xs, ys, order, device, seed=0) -> tuple[float, np.ndarra
     te = [torch.isin(y_te, torch.tensor(g, device=device)).nonzero().flatten() for g in groups]
     model = _mlp().to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    curvature, anchor, buffer = [], [], []
+    ewc, buffer = MergedEWCPlugin(EWC_LAMBDA), []
     R = np.zeros((6, 5))
 
     @torch.no_grad()
@@ -73,28 +75,20 @@ def bare(strategy: str, xs, ys, order, device, seed=0) -> tuple[float, np.ndarra
             if mem is not None:  # replay: as many buffer samples as current ones
                 b = torch.cat([b, mem[torch.randint(len(mem), (BATCH,), device=device)]])
             loss = F.cross_entropy(model(x_tr[b]), y_tr[b])
-            if curvature:  # EWC: all past penalties summed into one quadratic, as strategies/ewc.py does
-                loss = loss + EWC_LAMBDA * sum((a * (p - m) ** 2).sum() for a, p, m in
-                                               zip(curvature, model.parameters(), anchor))
+            if ewc.curvature:
+                loss = loss + EWC_LAMBDA * ewc.penalty(model)
             opt.zero_grad()
             loss.backward()
             opt.step()
         if strategy == "ewc":  # diagonal Fisher: mean squared gradient over the experience's batches
-            fisher = [torch.zeros_like(p) for p in model.parameters()]
+            fisher = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
             batches = idx.split(BATCH)
             for b in batches:
                 model.zero_grad()
                 F.cross_entropy(model(x_tr[b]), y_tr[b]).backward()
-                for f, p in zip(fisher, model.parameters()):
-                    f += p.grad.detach() ** 2
-            fisher = [f / len(batches) for f in fisher]
-            theta = [p.detach().clone() for p in model.parameters()]
-            if curvature:
-                anchor = [torch.where(a + f > 0, (a * m + f * t) / (a + f).clamp_min(1e-30), t)
-                          for a, m, f, t in zip(curvature, anchor, fisher, theta)]
-                curvature = [a + f for a, f in zip(curvature, fisher)]
-            else:
-                curvature, anchor = fisher, theta
+                for n, p in model.named_parameters():
+                    fisher[n] += p.grad.detach() ** 2
+            ewc.consolidate(model, {n: f / len(batches) for n, f in fisher.items()})
         if strategy == "replay":  # experience-balanced buffer
             buffer.append(idx)
             share = MEM_SIZE // len(buffer)
