@@ -17,11 +17,7 @@ import math
 
 import torch
 
-from benchmarks.streams import SampleTable, sample_ids
-
-
-def _table(dataset) -> SampleTable | None:
-    return getattr(type(dataset), "table", None)
+from benchmarks.streams import SampleTable, dataset_table, sample_ids
 
 
 class TensorBatches:
@@ -84,12 +80,12 @@ class TensorMultiBatches:
     @classmethod
     def from_avalanche(cls, loader, generator=None):
         """The equivalent of an Avalanche ``MultiDatasetDataLoader``, or None if there is none."""
-        tables = {id(_table(d)) for d in loader.datasets}
+        tables = {id(dataset_table(d)) for d in loader.datasets}
         ids = [sample_ids(d) for d in loader.datasets]
-        if (len(tables) != 1 or _table(loader.datasets[0]) is None or any(i is None for i in ids)
+        if (len(tables) != 1 or dataset_table(loader.datasets[0]) is None or any(i is None for i in ids)
                 or loader.never_ending or loader.distributed_sampling):
             return None
-        return cls(_table(loader.datasets[0]), ids, loader.batch_sizes, loader.termination_dataset,
+        return cls(dataset_table(loader.datasets[0]), ids, loader.batch_sizes, loader.termination_dataset,
                    loader.oversample_small_datasets, loader.loader_kwargs.get("shuffle", True), generator)
 
 
@@ -105,7 +101,7 @@ class FastDataMixin:
     data_generator: torch.Generator | None = None
 
     def _fast(self, shuffle: bool, batch_size: int, drop_last: bool = False):
-        table = _table(self.adapted_dataset)
+        table = dataset_table(self.adapted_dataset)
         ids = sample_ids(self.adapted_dataset) if (self.fast_data and table is not None) else None
         if ids is None:
             return None

@@ -137,6 +137,11 @@ class Stream:
         return dataset
 
 
+def dataset_table(dataset) -> SampleTable | None:
+    """The table an Avalanche dataset was built from (see :func:`table_dataset_class`), or None."""
+    return getattr(type(dataset), "table", None)
+
+
 def sample_ids(dataset) -> torch.Tensor | None:
     """The table ids of an Avalanche dataset's samples (cached), or None if it has none.
 
@@ -147,7 +152,7 @@ def sample_ids(dataset) -> torch.Tensor | None:
         return None
     cached = getattr(dataset, "_sample_ids", None)
     if cached is None or cached[0] is not attribute:
-        table = getattr(type(dataset), "table", None)
+        table = dataset_table(dataset)
         ids = torch.as_tensor(list(attribute), dtype=torch.long)
         cached = (attribute, ids.to(table.device) if table is not None else ids)
         dataset._sample_ids = cached
