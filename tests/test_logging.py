@@ -30,7 +30,9 @@ def _wandb_file(run_dir):
 def test_offline_wandb_run_holds_matrix_curves_and_summary(offline, mnist_root, tmp_path):
     out = tmp_path / "mysweep" / "run0"
     record = run(compose_cfg(["strategy=naive", *TINY, *WANDB]), out)
-    logged = summarize_run(_wandb_file(out))
+    path = _wandb_file(out)
+    logged = summarize_run(path)
+    assert logged["run"] is not None, f"no run record in {path} ({path.stat().st_size} bytes): {logged}"
     assert logged["run"].run_group == "mysweep" and logged["run"].job_type == "naive"
     assert logged["run"].display_name == "split_mnist__class__naive__0"
     assert logged["config"]["strategy"]["name"] == "naive"
