@@ -24,7 +24,7 @@ test: install
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 bench: install
-	$(BIN)/python scripts/bench_speed.py
+	$(BIN)/forgetbench-speed
 
 clean:
 	rm -rf $(VENV) results/runs

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import random
 import time
 import traceback
@@ -14,9 +15,9 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from benchmarks import records
-from benchmarks.metrics import summarize
-from benchmarks.streams import KINDS, SCENARIOS
+from forgetbench.benchmarks import records
+from forgetbench.benchmarks.metrics import summarize
+from forgetbench.benchmarks.streams import KINDS, SCENARIOS
 
 
 class ConfigError(ValueError):
@@ -67,16 +68,31 @@ def _build(node, **kwargs):
 
 def validate(cfg: DictConfig):
     """Check the choices before any data is loaded; returns the strategy's registry entry."""
-    import strategies
+    from forgetbench.strategies.registry import get_strategy
 
     if cfg.scenario not in SCENARIOS:
         raise ConfigError(f"unknown scenario {cfg.scenario!r}; choose one of {list(SCENARIOS)}")
     if cfg.stream.kind not in KINDS:
         raise ConfigError(f"unknown stream kind {cfg.stream.kind!r}; choose one of {sorted(KINDS)}")
     try:
-        return strategies.check_scenario(cfg.strategy.name, cfg.scenario)
+        info = get_strategy(cfg.strategy.name)
+        info.check_scenario(cfg.scenario)
+        info.params(strategy_node(cfg))
     except ValueError as e:
         raise ConfigError(str(e)) from None
+    return info
+
+
+def strategy_node(cfg: DictConfig) -> dict:
+    """The strategy's config as plain values (``name``, its parameters, ``cls`` for the generic entry)."""
+    return OmegaConf.to_container(cfg.strategy, resolve=True)
+
+
+def strategy_record(info) -> dict:
+    """What a run record keeps of the strategy that ran: its class and declared capabilities."""
+    return {"class": f"{info.cls.__module__}.{info.cls.__qualname__}", "source": info.source,
+            "scenarios": list(info.scenarios), "offline": info.offline, "upper_bound": info.upper_bound,
+            "task_labels": info.task_labels, "stores": info.memory.describe() if info.memory else "not declared"}
 
 
 def silent_evaluator():
@@ -88,13 +104,11 @@ def silent_evaluator():
 
 
 def build_strategy(cfg: DictConfig, info, model, stream, device, plugins):
-    from benchmarks.fastdata import with_fast_data
+    """The strategy ``info`` stands for, with the config's parameters and the harness's arguments."""
+    from forgetbench.benchmarks.fastdata import with_fast_data
 
     optimizer = _build(cfg.optimizer, _partial_=True)(model.parameters())
-    factory = _build(cfg.strategy, _partial_=True)
-    cls = with_fast_data(factory.func)
-    keywords = dict(factory.keywords)
-    strategy = cls(
+    strategy = with_fast_data(info.cls)(
         model=model,
         optimizer=optimizer,
         criterion=torch.nn.CrossEntropyLoss(),
@@ -103,17 +117,32 @@ def build_strategy(cfg: DictConfig, info, model, stream, device, plugins):
         eval_mb_size=cfg.eval_batch_size,
         device=device,
         evaluator=silent_evaluator,
-        plugins=[*plugins, *keywords.pop("plugins", [])],
-        **keywords,
+        plugins=plugins,
+        **info.params(strategy_node(cfg)),
     )
     strategy.data_generator = torch.Generator().manual_seed(cfg.seed)
     return strategy
 
 
-def run(cfg: DictConfig, out_dir: str | Path) -> dict:
-    """Run one experiment; write its record into ``out_dir`` and its row into ``../runs.csv``."""
-    from benchmarks.protocol import MatrixRecorder, run_protocol
+def compose(overrides=(), config_name: str = "config", return_hydra_config: bool = False) -> DictConfig:
+    """The run config, composed as the ``forgetbench`` command would from ``key=value`` overrides
+    (``return_hydra_config``: keep the ``hydra`` node, e.g. to inspect a launcher)."""
+    from hydra import compose as hydra_compose, initialize_config_module
 
+    from forgetbench.strategies.plugins import enable_plugin_configs
+
+    enable_plugin_configs()
+    with initialize_config_module(config_module="forgetbench.conf", version_base="1.3"):
+        return hydra_compose(config_name, overrides=list(overrides), return_hydra_config=return_hydra_config)
+
+
+def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
+    """Run one experiment; write its record into ``out_dir`` and its row into ``../runs.csv``; return
+    the record. ``out_dir`` defaults to ``<results_dir>/python/<date>_<time>__<run_name>``."""
+    from forgetbench.benchmarks.protocol import MatrixRecorder, run_protocol
+
+    if out_dir is None:
+        out_dir = Path(cfg.results_dir) / "python" / f"{dt.datetime.now():%Y-%m-%d_%H-%M-%S}__{cfg.run_name}"
     out_dir = Path(out_dir)
     record = {
         "run_id": out_dir.name,
@@ -133,6 +162,7 @@ def run(cfg: DictConfig, out_dir: str | Path) -> dict:
     start = time.perf_counter()
     try:
         info = validate(cfg)
+        record["strategy_info"] = strategy_record(info)
         device = resolve_device(cfg.device)
         if cfg.get("threads"):
             torch.set_num_threads(int(cfg.threads))
@@ -147,6 +177,10 @@ def run(cfg: DictConfig, out_dir: str | Path) -> dict:
         recorder = MatrixRecorder(stream.num_experiences, progress=cfg.progress,
                                   on_train_loss=sink.log_train_loss if sink else None)
         strategy = build_strategy(cfg, info, model, stream, device, [recorder])
+        record["memory"] = info.memory and info.memory.usage(
+            info.params(strategy_node(cfg)), train_samples=[len(ids) for ids in stream.train_ids],
+            input_numel=math.prod(stream.input_shape), num_outputs=stream.num_outputs,
+            model_parameters=sum(p.numel() for p in model.parameters()))
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*deprecated.*")
             result = run_protocol(strategy, stream.benchmark(), recorder, offline=info.offline,
@@ -187,7 +221,7 @@ def _wandb_sink(cfg: DictConfig, record: dict, out_dir: Path):
     settings = cfg.logger.get("wandb") if "logger" in cfg else None
     if not settings:
         return None
-    from benchmarks.wandb_sink import WandbSink
+    from forgetbench.benchmarks.wandb_sink import WandbSink
 
     out_dir.mkdir(parents=True, exist_ok=True)
     return WandbSink(

@@ -17,7 +17,7 @@ import math
 
 import torch
 
-from benchmarks.streams import SampleTable, dataset_table, sample_ids
+from forgetbench.benchmarks.streams import SampleTable, dataset_table, sample_ids
 
 
 class TensorBatches:

@@ -11,9 +11,9 @@ import io
 import numpy as np
 from matplotlib.figure import Figure
 
-from benchmarks.leaderboard import GROUP, Leaderboard
-from benchmarks.plots import heatmap
-from benchmarks.tables import BLOCK, cells, references
+from forgetbench.benchmarks.leaderboard import GROUP, Leaderboard
+from forgetbench.benchmarks.plots import heatmap
+from forgetbench.benchmarks.tables import BLOCK, cells, references
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }

@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
-from benchmarks.metrics import intransigence
-from benchmarks.records import flatten, read_record, reference_key
-from benchmarks.stats import mean_ci
-from benchmarks.sweep import config_key, identity
+from forgetbench.benchmarks.metrics import intransigence
+from forgetbench.benchmarks.records import flatten, read_record, reference_key
+from forgetbench.benchmarks.stats import mean_ci
+from forgetbench.benchmarks.sweep import config_key, identity
 
 GROUP = ["stream", "scenario", "model", "strategy"]
 # metric -> (column title, higher is better)

@@ -27,8 +27,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from benchmarks.data import SPECS, default_root, load_dataset
-from benchmarks.protocol import synchronize
+from forgetbench.benchmarks.data import SPECS, default_root, load_dataset
+from forgetbench.benchmarks.protocol import synchronize
 
 STRATEGIES = ("naive", "ewc", "replay")
 EWC_LAMBDA, MEM_SIZE, BATCH, EVAL_BATCH = 1000.0, 1000, 128, 1000
@@ -45,7 +45,7 @@ def _mlp(num_classes=10):
 
 def bare(strategy: str, xs, ys, order, device, seed=0) -> tuple[float, np.ndarray]:
     """The protocol as a plain PyTorch loop over tensors already normalized and on ``device``."""
-    from strategies.ewc import MergedEWCPlugin  # EWC: the same merged penalty as forgetbench's
+    from forgetbench.strategies.ewc import MergedEWCPlugin  # EWC: the same merged penalty as forgetbench's
 
     torch.manual_seed(seed)
     (x_tr, y_tr), (x_te, y_te) = xs, ys
@@ -101,13 +101,13 @@ def bare(strategy: str, xs, ys, order, device, seed=0) -> tuple[float, np.ndarra
 def forgetbench(strategy: str, data_root: Path, device, seed=0) -> tuple[float, float, np.ndarray, list]:
     from hydra import compose, initialize_config_module
 
-    from benchmarks.experiment import run
+    from forgetbench.benchmarks.experiment import run
 
     overrides = [f"strategy={strategy}", f"seed={seed}", f"data.root={data_root}", f"device={device}",
                  "progress=false", f"eval_batch_size={EVAL_BATCH}"]
     if strategy == "replay":
         overrides.append(f"strategy.mem_size={MEM_SIZE}")
-    with initialize_config_module(config_module="conf", version_base="1.3"):
+    with initialize_config_module(config_module="forgetbench.conf", version_base="1.3"):
         cfg = compose("config", overrides=overrides)
     with tempfile.TemporaryDirectory() as out:
         record = run(cfg, Path(out) / "run")
@@ -123,8 +123,8 @@ def avalanche_classic(strategy: str, raw_root: Path, order, device, seed=0) -> t
     from avalanche.training import EWC, Naive, Replay
     from torchvision import transforms
 
-    from benchmarks.experiment import silent_evaluator
-    from benchmarks.protocol import MatrixRecorder
+    from forgetbench.benchmarks.experiment import silent_evaluator
+    from forgetbench.benchmarks.protocol import MatrixRecorder
 
     torch.manual_seed(seed)
     tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))])
@@ -160,8 +160,8 @@ def avalanche_classic(strategy: str, raw_root: Path, order, device, seed=0) -> t
 
 
 def main(data_root: str | None = None, device: str = "auto", strategies=STRATEGIES, classic: bool = True) -> list:
-    from benchmarks.experiment import describe_device, resolve_device
-    from benchmarks.metrics import average_accuracy
+    from forgetbench.benchmarks.experiment import describe_device, resolve_device
+    from forgetbench.benchmarks.metrics import average_accuracy
 
     device = resolve_device(device)
     root = Path(data_root) if data_root else None
@@ -207,7 +207,7 @@ def sweep(data_root: str | None = None, n_jobs: int = 2, grid=SWEEP) -> dict:
     times = {}
     with tempfile.TemporaryDirectory() as out:
         for name, extra in variants.items():
-            cmd = [sys.executable, "-m", "scripts.run", "-m", *grid, *extra, f"data.root={root}", "device=cpu",
+            cmd = [sys.executable, "-m", "forgetbench.cli", "-m", *grid, *extra, f"data.root={root}", "device=cpu",
                    "progress=false", f"results_dir={out}", f"sweep_name=v{len(times)}", "logger=csv"]
             start = time.perf_counter()
             subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, cwd=Path(__file__).resolve().parent.parent,

@@ -22,7 +22,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from benchmarks.data import Dataset, load_dataset
+from forgetbench.benchmarks.data import Dataset, load_dataset
 
 SCENARIOS = ("class", "task", "domain")
 

@@ -16,7 +16,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from benchmarks.records import read_record
+from forgetbench.benchmarks.records import read_record
 
 # Dotted config keys that do not change what a run computes.
 VOLATILE = ("hydra", "progress", "force", "threads", "results_dir", "sweep_name", "run_name",

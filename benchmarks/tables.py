@@ -10,7 +10,7 @@ import math
 
 import pandas as pd
 
-from benchmarks.leaderboard import GROUP, METRICS, Leaderboard
+from forgetbench.benchmarks.leaderboard import GROUP, METRICS, Leaderboard
 
 TITLES = {"stream": "Stream", "scenario": "Scenario", "model": "Model", "strategy": "Strategy", "n": "n"}
 DIGITS = {"time": 1}  # decimals per metric; 3 otherwise

@@ -17,8 +17,8 @@ import warnings
 
 import numpy as np
 
-from benchmarks.metrics import summarize
-from benchmarks.plots import heatmap
+from forgetbench.benchmarks.metrics import summarize
+from forgetbench.benchmarks.plots import heatmap
 
 
 def _guarded(method):

@@ -1,7 +1,11 @@
-"""forgetbench's Hydra config tree; registers the resolvers its YAML files use."""
+"""forgetbench's Hydra config tree. Importing it (Hydra does, to read it) registers the resolvers
+its YAML files use and the strategies: ``strategy=<name>`` options come from the registry
+(forgetbench/strategies/registry.py), built-in and plugins alike, not from YAML files."""
 import os
 
 from omegaconf import OmegaConf
+
+from forgetbench.strategies.registry import load_all
 
 
 def threads_per_job(n_jobs: int) -> int:
@@ -13,3 +17,4 @@ def threads_per_job(n_jobs: int) -> int:
 
 
 OmegaConf.register_new_resolver("threads_per_job", threads_per_job, replace=True)
+load_all()

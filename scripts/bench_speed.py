@@ -1,18 +1,14 @@
-"""``python scripts/bench_speed.py [--device auto] [--strategies naive,ewc,replay] [--no-classic] [--sweep]``
+"""``forgetbench-speed [--device auto] [--strategies naive,ewc,replay] [--no-classic] [--sweep]``
 
 Times the same protocol through a bare PyTorch loop, forgetbench and Avalanche's classic
 pipeline in one process and prints a Markdown table of times and ratios (benchmarks/speed.py).
 ``--sweep`` instead times a 24-run sweep serially and with the joblib launcher.
 """
 import argparse
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def main() -> None:
-    from benchmarks import speed
+    from forgetbench.benchmarks import speed
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", default=None, help="default: $FORGETBENCH_DATA or ./data")

@@ -23,7 +23,7 @@ def main(argv=None) -> None:
     parser.add_argument("--note", action="append", default=[], help="a line to add under the commands (repeatable)")
     args = parser.parse_args(argv)
 
-    from benchmarks import html_report, leaderboard, records, tables
+    from forgetbench.benchmarks import html_report, leaderboard, records, tables
 
     writers = {"md": tables.to_markdown, "csv": tables.to_csv, "tex": tables.to_latex, "html": html_report.to_html}
     formats = args.formats.split(",")

@@ -1,11 +1,15 @@
-"""forgetbench strategies: importing the package registers every strategy module in it."""
-import importlib
-import pkgutil
+"""forgetbench strategies: one module per method, each registering itself (registry.py).
 
-from strategies.registry import check_scenario, get_strategy, list_strategies, register_strategy
+The registry loads every module of this package, then the installed plugin packages
+(plugins.py), the first time it is asked for a strategy.
+"""
+from forgetbench.strategies.registry import (
+    Memory,
+    StrategyInfo,
+    get_strategy,
+    list_strategies,
+    register_strategy,
+    unregister_strategy,
+)
 
-for _module in pkgutil.iter_modules(__path__):
-    if _module.name not in ("registry", "models"):
-        importlib.import_module(f"{__name__}.{_module.name}")
-
-__all__ = ["check_scenario", "get_strategy", "list_strategies", "register_strategy"]
+__all__ = ["Memory", "StrategyInfo", "get_strategy", "list_strategies", "register_strategy", "unregister_strategy"]

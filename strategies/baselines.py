@@ -7,10 +7,10 @@ EWC and online EWC are in ewc.py.
 """
 from avalanche.training import Cumulative, JointTraining, Naive
 
-from strategies.registry import register_strategy
+from forgetbench.strategies.registry import Memory, register_strategy
 
 register_strategy("naive", description="fine-tuning on each experience in turn (lower bound)")(Naive)
-register_strategy("joint", offline=True, description="trained once on all experiences together (upper bound)")(
-    JointTraining
-)
-register_strategy("cumulative", description="retrained on all data seen so far at each experience")(Cumulative)
+register_strategy("joint", offline=True, upper_bound=True, memory=Memory(samples="all"),
+                  description="trained once on all experiences together (upper bound)")(JointTraining)
+register_strategy("cumulative", upper_bound=True, memory=Memory(samples="all"),
+                  description="retrained on all data seen so far at each experience (upper bound)")(Cumulative)

@@ -21,7 +21,7 @@ import torch
 from avalanche.training.plugins import EWCPlugin
 from avalanche.training.templates import SupervisedTemplate
 
-from strategies.registry import register_strategy
+from forgetbench.strategies.registry import Memory, register_strategy
 
 
 class MergedEWCPlugin(EWCPlugin):
@@ -85,13 +85,20 @@ def _grow(t: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     return out
 
 
-@register_strategy("ewc", description="Elastic Weight Consolidation: a Fisher penalty per experience, merged into one")
-@register_strategy("online_ewc", description="online EWC: one running, decayed Fisher penalty")
+@register_strategy("ewc", memory=Memory(networks=2),
+                   description="Elastic Weight Consolidation: a Fisher penalty per experience, merged into one")
 class EWC(SupervisedTemplate):
-    """EWC (``mode=separate``) or online EWC (``mode=online`` with ``decay_factor``), same arguments
-    as Avalanche's ``EWC`` template, with :class:`MergedEWCPlugin`."""
+    """EWC (Kirkpatrick et al. 2017) with :class:`MergedEWCPlugin`; keeps a Fisher and an anchor per parameter."""
 
-    def __init__(self, *, ewc_lambda: float, mode: str = "separate", decay_factor: Optional[float] = None,
-                 plugins: Optional[list] = None, **kwargs):
-        plugins = [*(plugins or []), MergedEWCPlugin(ewc_lambda, mode, decay_factor)]
-        super().__init__(plugins=plugins, **kwargs)
+    def __init__(self, *, ewc_lambda: float = 1000.0, plugins: Optional[list] = None, **kwargs):
+        super().__init__(plugins=[*(plugins or []), MergedEWCPlugin(ewc_lambda, "separate")], **kwargs)
+
+
+@register_strategy("online_ewc", memory=Memory(networks=2),
+                   description="online EWC: one running, decayed Fisher penalty")
+class OnlineEWC(SupervisedTemplate):
+    """Online EWC (Schwarz et al. 2018): the Fisher decays by ``decay_factor`` at each experience."""
+
+    def __init__(self, *, ewc_lambda: float = 1000.0, decay_factor: float = 0.9, plugins: Optional[list] = None,
+                 **kwargs):
+        super().__init__(plugins=[*(plugins or []), MergedEWCPlugin(ewc_lambda, "online", decay_factor)], **kwargs)

@@ -13,7 +13,7 @@ from avalanche.training.storage_policy import (
 )
 from avalanche.training.templates import SupervisedTemplate
 
-from strategies.registry import register_strategy
+from forgetbench.strategies.registry import Memory, register_strategy
 
 BUFFERS = {
     "experience_balanced": ExperienceBalancedBuffer,
@@ -30,9 +30,13 @@ class _ReplayPlugin(ReplayPlugin):
         self.storage_policy.post_adapt(strategy, strategy.experience)
 
 
-@register_strategy("replay")
+@register_strategy("replay", memory=Memory(samples="mem_size"))
 class Replay(SupervisedTemplate):
-    """Experience replay with a bounded buffer (experience-balanced, class-balanced or reservoir)."""
+    """Experience replay with a bounded buffer (experience-balanced, class-balanced or reservoir).
+
+    ``mem_size``: samples kept; ``buffer``: experience_balanced | class_balanced | reservoir;
+    ``batch_size_mem``: replayed samples per batch (None: the training batch size).
+    """
 
     def __init__(self, *, mem_size: int = 1000, buffer: str = "experience_balanced",
                  batch_size_mem: int | None = None, plugins=None, **kwargs):

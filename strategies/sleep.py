@@ -12,7 +12,7 @@ import time
 
 from avalanche.core import SupervisedPlugin
 
-from benchmarks.protocol import synchronize
+from forgetbench.benchmarks.protocol import synchronize
 
 log = logging.getLogger(__name__)
 

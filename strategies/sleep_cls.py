@@ -25,8 +25,8 @@ from avalanche.training.templates import SupervisedTemplate
 from torch import nn
 from torch.nn import functional as F
 
-from strategies.registry import register_strategy
-from strategies.sleep import SleepPlugin
+from forgetbench.strategies.registry import Memory, register_strategy
+from forgetbench.strategies.sleep import SleepPlugin
 
 NETWORKS = ("stable", "plastic", "working")
 
@@ -146,11 +146,26 @@ class CLSSleep(SleepPlugin):
                 ema_update(self.memories[name], model, min(1 - 1 / (self.consolidations + 1), rate))
 
 
-@register_strategy("sleep_cls", description="CLS wake/sleep: reservoir replay into plastic + stable EMA memories")
+@register_strategy("sleep_cls", memory=Memory(samples="mem_size", networks=2),
+                   description="CLS wake/sleep: reservoir replay into plastic + stable EMA memories")
 class SleepCLS(SupervisedTemplate):
-    """CLS-ER-style wake/sleep consolidation; evaluates the ``eval_network`` (stable, plastic or working)."""
+    """CLS-ER-style wake/sleep consolidation; evaluates the ``eval_network`` (stable, plastic or working).
 
-    def __init__(self, *, model, mem_size: int = 500, sleep_every: int | None = 1,
+    Defaults are CLS-ER's S-MNIST ones, except the buffer: 1000 like replay's, so a default grid
+    compares equal memory (CLS-ER's 500: ``experiment=sleep_cls_mnist``).
+
+    - ``mem_size``: reservoir buffer of episodes (x, y, task);
+    - ``sleep_every``: sleep after every k wake iterations (None: never); ``sleep_after_experience``:
+      also sleep at the end of each experience; ``sleep_steps``: replay steps per sleep;
+      ``sleep_batch_size``: replayed episodes per sleep step; ``sleep_lr``: learning rate while asleep
+      (None: the optimizer's);
+    - ``consistency_weight``: weight of the MSE toward the more confident memory's logits;
+    - ``plastic_rate``/``stable_rate``: EMA decay of each memory; ``*_update_prob``: probability that a
+      sleep step updates it;
+    - ``eval_network``: the network evaluated: stable | plastic | working.
+    """
+
+    def __init__(self, *, model, mem_size: int = 1000, sleep_every: int | None = 1,
                  sleep_after_experience: bool = False, sleep_steps: int = 1, sleep_batch_size: int = 32,
                  consistency_weight: float = 2.0, plastic_rate: float = 0.99, plastic_update_prob: float = 1.0,
                  stable_rate: float = 0.99, stable_update_prob: float = 0.9, sleep_lr: float | None = None,

@@ -36,8 +36,8 @@ import torch
 from avalanche.training.templates import SupervisedTemplate
 from torch import nn
 
-from strategies.registry import register_strategy
-from strategies.sleep import SleepPlugin
+from forgetbench.strategies.registry import register_strategy
+from forgetbench.strategies.sleep import SleepPlugin
 
 
 def linear_layers(model: nn.Module) -> list[nn.Linear]:
@@ -157,7 +157,20 @@ class SpikingSleep(SleepPlugin):
 @register_strategy("sleep_src", scenarios=("class", "domain"),
                    description="Sleep Replay Consolidation: spiking sleep with STDP, no stored data")
 class SleepSRC(SupervisedTemplate):
-    """Wake: ordinary training. Sleep after each experience: SRC (Tadros et al. 2022). Single-head models only."""
+    """Wake: ordinary training. Sleep after each experience: SRC (Tadros et al. 2022). Single-head models only.
+
+    The paper's setting: ``model.bias=false`` (biases are left out of the spiking network otherwise)
+    and ``stream.normalize=false`` (raw pixels as firing rates). Defaults: the paper's MNIST constants
+    (authors' MNIST/run_class_task_summary.m).
+
+    - ``iterations``: sleep steps after the first experience, plus ``increment`` per later one;
+    - ``input_rate``: max input firing rate (Hz), spike probability = 2 dt rate x mean input; ``dt``: step (s);
+    - ``inc``/``dec``: STDP increase (pre and post fire) / decrease (post fires, pre silent);
+      ``weight_dependent``: changes times 2 sigmoid(-W / 0.001), as in the authors' code;
+    - ``thresholds``: firing threshold per Linear layer; ``alpha_scale``: multiplies the data-based layer scales;
+    - ``decay``: membrane potential decay per step; ``window``: side of the random patch of the mean
+      input per step (None: whole input).
+    """
 
     def __init__(self, *, model, iterations: int = 15000, increment: int = 5000, input_rate: float = 239.515363,
                  dt: float = 0.001, inc: float = 0.032064, dec: float = 0.003344,

@@ -8,17 +8,34 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_module
+
+from forgetbench import compose
+from forgetbench.strategies.registry import list_strategies, unregister_strategy
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("FORGETBENCH_DATA", REPO.parent / "shared" / "data")).resolve()
 TINY = ["stream.max_train_per_exp=48", "stream.max_test_per_exp=24", "progress=false", "device=cpu",
-        "batch_size=16"]
+        "batch_size=16", "threads=1"]
 
 
-def compose_cfg(overrides=(), root: Path | str = DATA):
-    with initialize_config_module(config_module="conf", version_base="1.3"):
-        return compose("config", overrides=[f"data.root={root}", *overrides])
+def compose_cfg(overrides=(), root: Path | str = DATA, **kwargs):
+    """The real config, as the CLI composes it, reading data from ``root``: the one place tests compose."""
+    return compose([f"data.root={root}", *overrides], **kwargs)
+
+
+@pytest.fixture
+def tiny_cfg():
+    """``tiny_cfg(*overrides)``: a config for a tiny stream (48 training samples per experience) on the CPU."""
+    return lambda *overrides, root=DATA: compose_cfg([*TINY, *overrides], root)
+
+
+@pytest.fixture
+def clean_registry():
+    """Strategies registered during the test are removed afterwards (no order dependence between tests)."""
+    before = set(list_strategies())
+    yield
+    for name in set(list_strategies()) - before:
+        unregister_strategy(name)
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,7 @@
 import json
 from pathlib import Path
 
-from benchmarks.metrics import summarize
+from forgetbench.benchmarks.metrics import summarize
 
 
 def config(strategy: str, seed: int, scenario: str = "class", epochs: int = 1) -> dict:

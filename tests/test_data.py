@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks import data
+from forgetbench.benchmarks import data
 from tests.conftest import make_tiny_cifar, make_tiny_mnist
 
 

@@ -5,9 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from benchmarks.experiment import run
-from strategies.ewc import MergedEWCPlugin
-from tests.conftest import TINY, compose_cfg
+from forgetbench.benchmarks.experiment import run
+from forgetbench.strategies.ewc import MergedEWCPlugin
 
 
 def _consolidate_random(plugin, model, n_exp, gen):
@@ -68,12 +67,13 @@ def test_a_parameter_that_grows_is_penalized_only_on_its_old_entries():
 
 
 @pytest.mark.parametrize("mode", ["ewc", "online_ewc"])
-def test_a_run_matches_avalanches_ewc(mode, mnist_root, tmp_path):
-    ours = run(compose_cfg([f"strategy={mode}", *TINY]), tmp_path / "ours")
-    avalanche_cfg = [f"strategy={mode}", *TINY, "strategy._target_=avalanche.training.EWC"]
+def test_a_run_matches_avalanches_ewc(mode, mnist_root, tmp_path, tiny_cfg):
+    ours = run(tiny_cfg(f"strategy={mode}"), tmp_path / "ours")
+    theirs = ["strategy=avalanche", "strategy.cls=EWC", "strategy.ewc_lambda=1000.0"]
     if mode == "online_ewc":
-        avalanche_cfg.append("+strategy.keep_importance_data=false")
-    theirs = run(compose_cfg(avalanche_cfg), tmp_path / "avalanche")
+        theirs += ["strategy.mode=online", "strategy.decay_factor=0.9", "strategy.keep_importance_data=false"]
+    theirs = run(tiny_cfg(*theirs), tmp_path / "avalanche")
     assert ours["status"] == theirs["status"] == "ok"
+    assert (ours["strategy"], theirs["strategy"]) == (mode, "avalanche.EWC")
     # same gradients up to float rounding: here the matrices come out identical (naive's differs by 0.125)
     np.testing.assert_allclose(ours["accuracy_matrix"], theirs["accuracy_matrix"], atol=1e-9)

@@ -5,9 +5,9 @@ import pytest
 import torch
 from avalanche.benchmarks.utils.data_loader import ReplayDataLoader
 
-from benchmarks import streams
-from benchmarks.data import load_dataset
-from benchmarks.fastdata import TensorBatches, TensorMultiBatches
+from forgetbench.benchmarks import streams
+from forgetbench.benchmarks.data import load_dataset
+from forgetbench.benchmarks.fastdata import TensorBatches, TensorMultiBatches
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pytest
 import torch
 from hydra.errors import ConfigCompositionException
 
-from benchmarks.experiment import ConfigError, resolve_device, run
+from forgetbench.benchmarks.experiment import ConfigError, resolve_device, run
 from tests.conftest import REPO, TINY, compose_cfg
 
 
@@ -61,8 +61,8 @@ def test_same_seed_same_matrix_on_cpu(mnist_root, tmp_path):
 
 def test_fast_loader_matches_avalanche_loader(mnist_root, tmp_path):
     """Evaluation through the tensor path and through Avalanche's per-sample loader agree."""
-    from benchmarks.experiment import _build, build_strategy, validate
-    from benchmarks.protocol import MatrixRecorder
+    from forgetbench.benchmarks.experiment import _build, build_strategy, validate
+    from forgetbench.benchmarks.protocol import MatrixRecorder
 
     cfg = compose_cfg(["strategy=naive", *TINY])
     stream = _build(cfg.stream)
@@ -116,7 +116,7 @@ def test_auto_device_picks_what_is_there():
 
 
 def _cli(*args, cwd=REPO, **env):
-    return subprocess.run([sys.executable, "-m", "scripts.run", *args], cwd=cwd, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "forgetbench.cli", *args], cwd=cwd, capture_output=True, text=True,
                           env={**os.environ, **env}, timeout=300)
 
 

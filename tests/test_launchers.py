@@ -4,15 +4,14 @@ import sys
 from pathlib import Path
 
 import yaml
-from hydra import compose, initialize_config_module
-
-from conf import threads_per_job
+from forgetbench.conf import threads_per_job
+from tests.conftest import compose_cfg
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def cfg_output(*args) -> dict:
-    result = subprocess.run([sys.executable, "-m", "scripts.run", *args], cwd=REPO, capture_output=True,
+    result = subprocess.run([sys.executable, "-m", "forgetbench.cli", *args], cwd=REPO, capture_output=True,
                             text=True, timeout=120, check=True)
     return yaml.safe_load(result.stdout)
 
@@ -23,8 +22,7 @@ def test_threads_per_job(monkeypatch):
 
 
 def test_joblib_launcher_selects_the_plugin():
-    with initialize_config_module(config_module="conf", version_base="1.3"):
-        cfg = compose("config", overrides=["launcher=joblib", "hydra.launcher.n_jobs=4"], return_hydra_config=True)
+    cfg = compose_cfg(["launcher=joblib", "hydra.launcher.n_jobs=4"], return_hydra_config=True)
     assert cfg.hydra.launcher._target_.endswith("JoblibLauncher")
     assert cfg.hydra.launcher.n_jobs == 4
     assert cfg.hydra.launcher.prefer == "processes"  # the plugin's defaults stay

@@ -5,8 +5,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from benchmarks import leaderboard, tables
-from scripts.leaderboard import main as leaderboard_cli
+from forgetbench.benchmarks import leaderboard, tables
+from forgetbench.leaderboard import main as leaderboard_cli
 from tests.leaderboard_records import make_sweep, write_record
 
 GOLDEN = Path(__file__).parent / "golden"

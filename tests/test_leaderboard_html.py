@@ -5,7 +5,7 @@ import subprocess
 import pytest
 from matplotlib.image import imread
 
-from benchmarks import html_report, leaderboard
+from forgetbench.benchmarks import html_report, leaderboard
 from tests.leaderboard_records import make_sweep
 
 CHROMIUM = shutil.which("chromium")

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmarks.experiment import run
+from forgetbench.benchmarks.experiment import run
 from tests.conftest import TINY, compose_cfg
 from tests.wandb_log import summarize_run
 

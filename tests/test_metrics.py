@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from benchmarks import metrics
+from forgetbench.benchmarks import metrics
 
 # T = 3. Row 0 untrained; row i after training experiences 0..i-1.
 R = np.array([

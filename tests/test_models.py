@@ -2,8 +2,8 @@
 import numpy as np
 import torch
 
-from benchmarks.experiment import run
-from strategies import models
+from forgetbench.benchmarks.experiment import run
+from forgetbench.strategies import models
 from tests.conftest import TINY, compose_cfg
 
 

@@ -1,16 +1,14 @@
 """Sleep strategies: exact checks of their pieces, and a tiny real run per supported scenario."""
-import os
-from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
-from strategies.models import mlp
-from strategies.sleep_cls import ReservoirBuffer, ema_update
-from strategies.sleep_src import layer_scales, linear_layers, stdp
+from forgetbench.strategies.models import mlp
+from forgetbench.strategies.sleep_cls import ReservoirBuffer, ema_update
+from forgetbench.strategies.sleep_src import layer_scales, linear_layers, stdp
+from tests.conftest import TINY, compose_cfg
 
-DATA = os.environ.get("FORGETBENCH_DATA", str(Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 
 
 def test_reservoir_keeps_a_uniform_sample():
@@ -101,16 +99,11 @@ def test_stdp_changes_exactly_the_rows_of_firing_neurons(weight_dependent):
 
 
 def _tiny_run(tmp_path, strategy, scenario, extra=()):
-    from hydra import compose, initialize_config_module
-
-    from benchmarks.experiment import run
+    from forgetbench.benchmarks.experiment import run
 
     overrides = [f"strategy={strategy}", f"scenario={scenario}", "stream.max_train_per_exp=64",
-                 "stream.max_test_per_exp=32", "batch_size=16", "epochs=2", "threads=1", "progress=false",
-                 "device=cpu", f"data.root={DATA}", *extra]
-    with initialize_config_module(config_module="conf", version_base="1.3"):
-        cfg = compose("config", overrides=overrides)
-    return run(cfg, tmp_path / "run")
+                 "stream.max_test_per_exp=32", "epochs=2", *extra]
+    return run(compose_cfg([*TINY, *overrides]), tmp_path / "run")
 
 
 def _check(record):
@@ -142,7 +135,7 @@ def test_sleep_src_tiny_run(tmp_path, scenario):
 
 
 def test_sleep_src_refuses_task_il(tmp_path):
-    from benchmarks.experiment import ConfigError
+    from forgetbench.benchmarks.experiment import ConfigError
 
     with pytest.raises(ConfigError, match="does not support the 'task' scenario"):
         _tiny_run(tmp_path, "sleep_src", "task", ["model.bias=false"])

@@ -1,7 +1,7 @@
 """The sweep timing of the speed benchmark (scripts/bench_speed.py --sweep); never asserts times."""
 import os
 
-from benchmarks import speed
+from forgetbench.benchmarks import speed
 from tests.conftest import TINY
 
 

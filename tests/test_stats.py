@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from benchmarks.stats import betainc, mean_ci, t_cdf, t_ppf
+from forgetbench.benchmarks.stats import betainc, mean_ci, t_cdf, t_ppf
 
 # Two-sided 95% critical values t_{0.975, df} from standard tables.
 T_975 = {1: 12.7062, 2: 4.3027, 3: 3.1824, 4: 2.7764, 9: 2.2622, 19: 2.0930, 30: 2.0423, 120: 1.9799}

@@ -3,8 +3,8 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from benchmarks import streams
-from benchmarks.data import load_dataset
+from forgetbench.benchmarks import streams
+from forgetbench.benchmarks.data import load_dataset
 from tests.conftest import TINY, compose_cfg
 
 STREAMS = ["split_mnist", "split_fashion_mnist", "permuted_mnist", "rotated_mnist", "split_cifar10", "split_cifar100"]

@@ -9,7 +9,7 @@ import pytest
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
-from benchmarks import sweep
+from forgetbench.benchmarks import sweep
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("FORGETBENCH_DATA", REPO.parent / "shared" / "data"))
@@ -17,13 +17,13 @@ TINY = ["stream.max_train_per_exp=64", "stream.max_test_per_exp=32", "progress=f
 
 
 def compose_cfg(overrides=()):
-    with initialize_config_module(config_module="conf", version_base="1.3"):
+    with initialize_config_module(config_module="forgetbench.conf", version_base="1.3"):
         return compose("config", overrides=list(overrides))
 
 
 def forgetbench(*args, check=True) -> subprocess.CompletedProcess:
     env = {**os.environ, "FORGETBENCH_DATA": str(DATA)}
-    result = subprocess.run([sys.executable, "-m", "scripts.run", *args], cwd=REPO, env=env,
+    result = subprocess.run([sys.executable, "-m", "forgetbench.cli", *args], cwd=REPO, env=env,
                             capture_output=True, text=True, timeout=300)
     if check and result.returncode != 0:
         raise AssertionError(f"forgetbench {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
@@ -59,7 +59,7 @@ def test_find_finished_matches_config_not_directory(tmp_path):
 
 
 def test_sweep_size_counts_cli_and_config_sweeps():
-    with initialize_config_module(config_module="conf", version_base="1.3"):
+    with initialize_config_module(config_module="forgetbench.conf", version_base="1.3"):
         cfg = compose("config", overrides=["experiment=demo"], return_hydra_config=True)
     cfg.hydra.overrides.task = ["experiment=demo", "seed=0,1", "scenario=class,task", "epochs=1"]  # as `-m` sees it
     assert sweep.sweep_size(cfg.hydra) == 3 * 2 * 2  # demo sweeps strategy=naive,ewc,replay

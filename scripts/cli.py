@@ -16,11 +16,15 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from forgetbench.strategies.plugins import enable_plugin_configs
 
-@hydra.main(version_base="1.3", config_path="pkg://conf", config_name="config")
+enable_plugin_configs()  # strategy plugins' conf/ folders join Hydra's search path
+
+
+@hydra.main(version_base="1.3", config_path="pkg://forgetbench.conf", config_name="config")
 def main(cfg: DictConfig) -> None:
-    from benchmarks import sweep
-    from benchmarks.experiment import run
+    from forgetbench.benchmarks import sweep
+    from forgetbench.benchmarks.experiment import run
 
     hydra_cfg = HydraConfig.get()
     out_dir = Path(hydra_cfg.runtime.output_dir)
