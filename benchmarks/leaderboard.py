@@ -34,11 +34,13 @@ METRICS = {
     "time": ("Time (s)", False),
 }
 REFERENCE_COLUMNS = [*GROUP, "metric", "value", "reported", "conditions", "citation", "protocol"]
+LEGACY_UPPER_BOUNDS = ("joint", "cumulative")  # records written before strategies declared upper_bound
 
 
 @dataclass
 class Leaderboard:
-    table: pd.DataFrame  # GROUP, n, <metric>_mean, <metric>_ci, published_<metric>, published_ref
+    table: pd.DataFrame  # GROUP, n, upper_bound, memory_samples, memory_bytes, <metric>_mean, <metric>_ci,
+    #                      published_<metric>, published_ref
     runs: pd.DataFrame  # one row per counted run
     references: pd.DataFrame  # citation and protocol of the published numbers shown (published_ref: row + 1)
     failed: list[str] = field(default_factory=list)  # paths of failed runs, left out
@@ -67,11 +69,15 @@ def load_runs(dirs) -> tuple[pd.DataFrame, list[str]]:
             continue
         row = {k: record[k] for k in (*GROUP, "seed")}
         row.update({m: record["metrics"].get(m) for m in METRICS if m != "time"})
+        memory, info = record.get("memory") or {}, record.get("strategy_info") or {}
+        row.update(memory_samples=memory.get("samples"), memory_bytes=memory.get("bytes"),
+                   upper_bound=info.get("upper_bound", record["strategy"] in LEGACY_UPPER_BOUNDS))
         row.update(time=record["timings"]["total_seconds"], accuracy_matrix=record["accuracy_matrix"],
                    config=record["config"], key=config_key(record["config"]),
                    finished_at=record.get("finished_at", ""), path=str(path.parent))
         rows.append(row)
-    columns = [*GROUP, "seed", *METRICS, "accuracy_matrix", "config", "key", "finished_at", "path"]
+    columns = [*GROUP, "seed", *METRICS, "memory_samples", "memory_bytes", "upper_bound", "accuracy_matrix", "config",
+               "key", "finished_at", "path"]
     runs = pd.DataFrame(rows, columns=columns)
     failed = [path for path, key in failed.items() if key not in set(runs["key"])]
     runs = runs.sort_values("finished_at").drop_duplicates("key", keep="last").drop(columns="key")
@@ -134,7 +140,8 @@ def aggregate(runs: pd.DataFrame, references: pd.DataFrame | None = None, confid
     references = references if references is not None else pd.DataFrame(columns=REFERENCE_COLUMNS)
     rows, shown = [], []
     for key, group in runs.groupby(GROUP, sort=True):
-        row = dict(zip(GROUP, key), n=len(group))
+        row = dict(zip(GROUP, key), n=len(group), upper_bound=bool(group["upper_bound"].any()),
+                   memory_samples=group["memory_samples"].max(), memory_bytes=group["memory_bytes"].max())
         for metric in METRICS:
             row[f"{metric}_mean"], row[f"{metric}_ci"], _ = mean_ci(group[metric], confidence)
         row["published_ref"] = []

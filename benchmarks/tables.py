@@ -2,7 +2,9 @@
 
 Cells read ``mean ± half-width of the 95% CI``. The best mean of each metric column is bold,
 compared within a (stream, scenario) block: numbers across streams or scenarios don't compete,
-and neither do the upper bounds (joint training, cumulative retraining), shown for reference.
+and neither do the upper bounds (strategies registered with ``upper_bound``: joint training,
+cumulative retraining), shown for reference. Each row shows the memory its strategy keeps at the
+end of the stream: stored samples and bytes (``Memory`` in forgetbench/strategies/registry.py).
 """
 from __future__ import annotations
 
@@ -15,7 +17,6 @@ from forgetbench.benchmarks.leaderboard import GROUP, METRICS, Leaderboard
 TITLES = {"stream": "Stream", "scenario": "Scenario", "model": "Model", "strategy": "Strategy", "n": "n"}
 DIGITS = {"time": 1}  # decimals per metric; 3 otherwise
 BLOCK = ["stream", "scenario"]
-UPPER_BOUNDS = ("joint", "cumulative")  # references, not contenders: never bold
 
 
 def _missing(value) -> bool:
@@ -33,13 +34,19 @@ def best(table: pd.DataFrame) -> pd.DataFrame:
     """Boolean frame (rows x metrics): the row has the best mean of its (stream, scenario) block
     among the continual strategies (none when all their means are equal as displayed)."""
     out = pd.DataFrame(False, index=table.index, columns=list(METRICS))
-    for _, block in table[~table["strategy"].isin(UPPER_BOUNDS)].groupby(BLOCK):
+    for _, block in table[~table["upper_bound"].astype(bool)].groupby(BLOCK):
         for metric, (_, higher_is_better) in METRICS.items():
             means = block[f"{metric}_mean"].dropna().round(DIGITS.get(metric, 3))  # ties as displayed
             if len(means) > 1 and means.nunique() > 1:
                 target = means.max() if higher_is_better else means.min()
                 out.loc[means.index[means == target], metric] = True
     return out
+
+
+def memory_cells(row, missing: str = "–") -> list[str]:
+    """Stored samples and megabytes (10^6 bytes) kept by the strategy; ``missing`` where not declared."""
+    samples, size = row.get("memory_samples"), row.get("memory_bytes")
+    return [missing if _missing(samples) else f"{int(samples)}", missing if _missing(size) else f"{size / 1e6:.2f}"]
 
 
 def published_metrics(table: pd.DataFrame) -> list[str]:
@@ -50,7 +57,7 @@ def cells(lb: Leaderboard, bold, pm: str = "±", missing: str = "–", escape=st
     """Header and rows of display strings; ``bold(text)`` marks the best cells."""
     table = lb.table
     published = published_metrics(table)
-    header = [TITLES[c] for c in (*GROUP, "n")]
+    header = [TITLES[c] for c in (*GROUP, "n")] + ["Stored samples", "Memory (MB)"]
     for metric, (title, _) in METRICS.items():
         header.append(title)
         if metric in published:
@@ -58,7 +65,7 @@ def cells(lb: Leaderboard, bold, pm: str = "±", missing: str = "–", escape=st
     marks = best(table)
     rows = []
     for i, row in table.iterrows():
-        out = [escape(str(row[c])) for c in GROUP] + [str(row["n"])]
+        out = [escape(str(row[c])) for c in GROUP] + [str(row["n"]), *memory_cells(row, missing)]
         for metric in METRICS:
             text = cell(row[f"{metric}_mean"], row[f"{metric}_ci"], DIGITS.get(metric, 3), pm, missing)
             out.append(bold(text) if marks.loc[i, metric] else text)

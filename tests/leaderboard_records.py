@@ -12,13 +12,22 @@ def config(strategy: str, seed: int, scenario: str = "class", epochs: int = 1) -
             "model": {"name": "mlp", "hidden_sizes": [400, 400]}, "strategy": {"name": strategy}}
 
 
+MEMORY = {"replay": {"samples": 100, "bytes": 100 * (784 + 8), "stores": "100 samples (mem_size)"},
+          "naive": {"samples": 0, "bytes": 0, "stores": "none"}}
+
+
 def write_record(sweep_dir: Path, num: int, strategy: str, seed: int, matrix, seconds: float,
-                 scenario: str = "class", status: str = "ok", epochs: int = 1) -> Path:
+                 scenario: str = "class", status: str = "ok", epochs: int = 1, upper_bound: bool | None = None) -> Path:
+    """A record as ``run`` writes it; ``upper_bound`` None leaves out ``strategy_info`` (records before it existed)."""
     run_dir = Path(sweep_dir) / f"{num}__{strategy}__s{seed}"
     run_dir.mkdir(parents=True, exist_ok=True)
     record = {"run_id": run_dir.name, "status": status, "stream": "split_mnist", "scenario": scenario,
               "strategy": strategy, "model": "mlp", "seed": seed, "finished_at": f"2026-01-01T00:00:{num:02d}",
               "config": config(strategy, seed, scenario, epochs)}
+    if upper_bound is not None:
+        record["strategy_info"] = {"upper_bound": upper_bound}
+    if strategy in MEMORY:
+        record["memory"] = MEMORY[strategy]
     if status == "ok":
         record.update(accuracy_matrix=matrix, metrics=summarize(matrix), timings={"total_seconds": seconds})
     (run_dir / "record.json").write_text(json.dumps(record))

@@ -54,12 +54,28 @@ def test_intransigence_from_joint_runs_read_even_if_they_finished_last(tmp_path)
 
 
 def test_upper_bounds_are_shown_but_never_bold(tmp_path):
+    """An upper bound is what its strategy declared (``strategy_info.upper_bound``), whatever its name;
+    records from before that field existed fall back to the names joint and cumulative."""
     sweep = make_sweep(tmp_path / "sweep")
-    write_record(sweep, 8, "joint", 0, [[0.1, 0.1], [None, None], [0.99, 0.99]], seconds=1.0)
+    write_record(sweep, 8, "joint", 0, [[0.1, 0.1], [None, None], [0.99, 0.99]], seconds=1.0)  # no strategy_info
+    write_record(sweep, 9, "oracle", 0, [[0.1, 0.1], [0.9, 0.9], [0.98, 0.98]], seconds=1.0, upper_bound=True)
+    write_record(sweep, 10, "cumulative", 0, [[0.1, 0.1], [0.9, 0.9], [0.97, 0.97]], seconds=1.0, upper_bound=False)
     board = leaderboard.build([sweep])
     marks = tables.best(board.table).set_index(board.table["strategy"])
-    assert marks.loc["replay", "acc"] and not marks.loc["joint", "acc"]  # joint's ACC 0.99 is the highest
-    assert marks.loc["naive", "time"] and not marks.loc["joint", "time"]  # and so is its speed
+    assert marks.loc["cumulative", "acc"]  # declared a contender: ranked, and its 0.97 beats replay's 0.85
+    assert not marks.loc["joint", "acc"] and not marks.loc["oracle", "acc"]  # higher, but upper bounds
+    assert marks.loc["cumulative", "time"] and not marks.loc["joint", "time"] and not marks.loc["oracle", "time"]
+
+
+def test_memory_columns_come_from_the_records(board, tmp_path):
+    header, rows = tables.cells(board, bold=str)
+    shown = {r[3]: dict(zip(header, r)) for r in rows}
+    assert (shown["replay"]["Stored samples"], shown["replay"]["Memory (MB)"]) == ("100", "0.08")  # 100 x (784 + 8) B
+    assert (shown["naive"]["Stored samples"], shown["naive"]["Memory (MB)"]) == ("0", "0.00")
+    sweep = make_sweep(tmp_path / "legacy")
+    write_record(sweep, 7, "lwf", 0, [[0.1, 0.1], [1.0, 0.0], [0.5, 1.0]], 1.0)  # no memory recorded
+    header, rows = tables.cells(leaderboard.build([sweep]), bold=str)
+    assert {r[3]: r[5:7] for r in rows}["lwf"] == ["–", "–"]  # not declared: shown as missing, never as 0
 
 
 def test_mixed_settings_warn(tmp_path):
