@@ -1,6 +1,7 @@
 """Shared test helpers: the data root, tiny generated datasets, composing the real config."""
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import pickle
@@ -29,13 +30,22 @@ def tiny_cfg():
     return lambda *overrides, root=DATA: compose_cfg([*TINY, *overrides], root)
 
 
+@contextlib.contextmanager
+def restoring_registry():
+    """Strategies registered inside the block are removed (with their Hydra options) when it ends."""
+    before = set(list_strategies())
+    try:
+        yield
+    finally:
+        for name in set(list_strategies()) - before:
+            unregister_strategy(name)
+
+
 @pytest.fixture
 def clean_registry():
     """Strategies registered during the test are removed afterwards (no order dependence between tests)."""
-    before = set(list_strategies())
-    yield
-    for name in set(list_strategies()) - before:
-        unregister_strategy(name)
+    with restoring_registry():
+        yield
 
 
 @pytest.fixture(scope="session")

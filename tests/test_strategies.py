@@ -11,7 +11,7 @@ from avalanche.training.templates import SupervisedTemplate
 from forgetbench import strategies
 from forgetbench.benchmarks.experiment import ConfigError, run
 from forgetbench.strategies.registry import Memory, _signature_params
-from tests.conftest import REPO, compose_cfg
+from tests.conftest import REPO, compose_cfg, restoring_registry
 
 NAMES = strategies.list_strategies()
 
@@ -61,7 +61,7 @@ def test_unknown_strategy_lists_the_choices():
 @pytest.mark.parametrize("override,pattern", [
     ("+strategy.mem_sise=10", r"strategy 'replay' has no parameter 'mem_sise'; did you mean strategy.mem_size\?"),
     ("+strategy._target_=avalanche.training.LwF", r"has no parameter '_target_'.*strategy=avalanche strategy.cls="),
-])
+], ids=["typo", "target"])
 def test_unknown_strategy_parameters_are_refused_before_training(override, pattern, tiny_cfg, tmp_path):
     with pytest.raises(ConfigError, match=pattern):
         run(tiny_cfg("strategy=replay", override, "data.root=/nonexistent"), tmp_path / "run")  # no data read
@@ -87,8 +87,13 @@ def test_registration_checks_defaults_against_the_signature(clean_registry):
     assert dict(compose_cfg(["strategy=_minimal"]).strategy) == {"name": "_minimal", "strength": 0.5, "required": 1}
 
 
-def test_clean_registry_removed_the_test_strategy():
-    assert "_minimal" not in strategies.list_strategies()  # runs after the test above, in file order
+def test_restoring_registry_removes_strategies_and_their_options():
+    with restoring_registry():
+        strategies.register_strategy("_temporary")(SupervisedTemplate)
+        assert compose_cfg(["strategy=_temporary"]).strategy.name == "_temporary"
+    assert "_temporary" not in strategies.list_strategies()
+    with pytest.raises(Exception, match="Could not find 'strategy/_temporary'"):
+        compose_cfg(["strategy=_temporary"])
 
 
 def test_unsupported_scenario_is_refused_naming_the_allowed_ones(clean_registry, tiny_cfg, tmp_path):
@@ -151,7 +156,7 @@ def test_any_avalanche_strategy_runs_under_its_own_name(mnist_root, tmp_path, ti
 @pytest.mark.parametrize("overrides,pattern", [
     (["strategy.cls=Foo"], r"strategy.cls='Foo' is not a strategy of avalanche.training; choose one of \[.*'LwF'"),
     (["strategy.cls=LwF", "strategy.alpah=1"], r"'avalanche.LwF' has no parameter 'alpah'; did you mean strategy.alpha"),
-])
+], ids=["unknown_class", "typo"])
 def test_generic_entry_errors_name_the_fix(overrides, pattern, tiny_cfg, tmp_path):
     with pytest.raises(ConfigError, match=pattern):
         run(tiny_cfg("strategy=avalanche", *overrides), tmp_path / "run")
