@@ -61,7 +61,7 @@ class Memory:
             bound = f"{params[self.samples]} samples ({self.samples})" if params else f"{self.samples} samples"
             parts.append(bound + (" per experience" if self.per_experience else "") + (" + logits" if self.logits else ""))
         if self.networks:
-            parts.append(f"{self.networks:g} model copies")
+            parts.append(f"{self.networks:g} model cop{'y' if self.networks == 1 else 'ies'}")
         return ", ".join(parts) or "none"
 
     def usage(self, params: dict, *, train_samples: list[int], input_numel: int, num_outputs: int,
