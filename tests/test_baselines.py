@@ -1,0 +1,160 @@
+"""The standard baselines (standard.py, si.py, der.py, rehearsal.py, icarl.py) do what their method does:
+after one tiny experience each keeps the state it should (importances, previous model, buffer, ...), and
+on a tiny stream where it must act its accuracy matrix is not naive's. (Every scenario each one declares
+is run by tests/test_strategies.py.)"""
+import numpy as np
+import pytest
+import torch
+
+from forgetbench.benchmarks.experiment import _build, build_strategy, run, seed_everything, validate
+from forgetbench.strategies.si import SnapshotSIPlugin
+
+
+def _plugin(strategy, kind):
+    return next(p for p in strategy.plugins if isinstance(p, kind))
+
+
+@pytest.fixture
+def trained(mnist_root, tiny_cfg):
+    """``trained(*overrides) -> (strategy, classes)``: the strategy the harness builds, trained on the first
+    experience of the tiny stream, and that experience's classes."""
+
+    def train(*overrides):
+        cfg = tiny_cfg(*overrides)
+        info = validate(cfg)
+        seed_everything(cfg.seed)
+        stream = _build(cfg.stream)
+        model = _build(cfg.model, input_shape=stream.input_shape, num_outputs=stream.num_outputs,
+                       num_heads=stream.num_heads)
+        strategy = build_strategy(cfg, info, model, stream, torch.device("cpu"), [])
+        strategy.train(stream.benchmark().train_stream[0], eval_streams=[])
+        return strategy, set(stream.classes[0])  # class-IL: the labels are the classes
+
+    return train
+
+
+def _params(model) -> torch.Tensor:
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+# (a) the state each method keeps after one experience
+
+def test_si_importances_are_nonzero_and_its_snapshots_are_copies(trained):
+    strategy, _ = trained("strategy=si")
+    si = _plugin(strategy, SnapshotSIPlugin)
+    importance = torch.cat([d.data for d in si.ewc_data[1].values()])
+    assert (importance > 0).float().mean() > 0.5 and importance.max() > 1e-3  # no cap by default
+    anchor = torch.cat([d.data for d in si.ewc_data[0].values()])
+    before_last_step = torch.cat([d.data for d in si.syn_data["old_theta"].values()])
+    assert torch.equal(anchor, _params(strategy.model))  # theta* = the weights at the end of the experience
+    assert not torch.equal(before_last_step, _params(strategy.model))  # a view would equal the live weights
+    with torch.no_grad():
+        for p in strategy.model.parameters():
+            p.add_(1.0)
+    assert torch.equal(anchor, torch.cat([d.data for d in si.ewc_data[0].values()]))  # not moved with the model
+
+
+def test_si_max_importance_caps_as_avalanche_does(trained):
+    si = _plugin(trained("strategy=si", "strategy.max_importance=0.001")[0], SnapshotSIPlugin)
+    importance = torch.cat([d.data for d in si.ewc_data[1].values()])
+    assert importance.max() == pytest.approx(0.001) and (importance > 0).any()
+
+
+def test_lwf_keeps_the_previous_model_and_its_classes(trained):
+    strategy, classes = trained("strategy=lwf")
+    lwf = next(p for p in strategy.plugins if type(p).__name__ == "LwFPlugin").lwf
+    assert lwf.prev_model is not None and lwf.prev_model is not strategy.model
+    assert torch.equal(_params(lwf.prev_model), _params(strategy.model))
+    assert dict(lwf.prev_classes_by_task) == {0: classes}
+
+
+def test_mas_keeps_nonzero_importances_and_the_parameters_they_anchor(trained):
+    strategy, _ = trained("strategy=mas")
+    mas = next(p for p in strategy.plugins if type(p).__name__ == "MASPlugin")
+    importance = torch.cat([d.data.flatten() for d in mas.importance.values()])
+    assert (importance > 0).float().mean() > 0.5
+    anchor = torch.cat([d.data.flatten() for d in mas.params.values()])
+    assert torch.equal(anchor, _params(strategy.model)) and anchor.data_ptr() != _params(strategy.model).data_ptr()
+
+
+def test_agem_keeps_patterns_per_exp_samples_of_the_experience(trained):
+    strategy, classes = trained("strategy=agem", "strategy.patterns_per_exp=20")
+    agem = next(p for p in strategy.plugins if type(p).__name__ == "AGEMPlugin")
+    assert [len(b) for b in agem.buffers] == [20]
+    assert set(agem.buffers[0].targets) <= classes
+    assert agem.sample_size == 256  # the paper's reference-gradient sample, not Avalanche's 64
+
+
+def test_gdumb_fills_its_buffer_and_keeps_the_initial_model(trained):
+    strategy, classes = trained("strategy=gdumb", "strategy.mem_size=20")
+    gdumb = next(p for p in strategy.plugins if type(p).__name__ == "GDumbPlugin")
+    assert len(gdumb.storage_policy.buffer) == 20
+    assert set(gdumb.storage_policy.buffer.targets) == classes
+    assert gdumb.init_model is not None and not torch.equal(_params(gdumb.init_model), _params(strategy.model))
+
+
+@pytest.mark.parametrize("name,beta", [("der", 0.0), ("derpp", 0.5)])
+def test_der_buffers_samples_with_their_logits(name, beta, trained):
+    strategy, classes = trained(f"strategy={name}", "strategy.mem_size=20")
+    buffer = strategy.storage_policy.buffer
+    assert len(buffer) == 20 and set(buffer.targets) == classes
+    x, y, t, logits = buffer[0]
+    assert logits.shape == (10,) and logits.abs().sum() > 0
+    assert strategy.beta == beta
+
+
+def test_er_ace_buffers_the_experience(trained):
+    strategy, classes = trained("strategy=er_ace", "strategy.mem_size=20")
+    assert len(strategy.storage_policy.buffer) == 20
+    assert set(strategy.storage_policy.buffer.targets) == classes
+
+
+def test_icarl_keeps_exemplars_class_means_and_the_previous_model(trained):
+    strategy, classes = trained("strategy=icarl", "strategy.memory_size=20")
+    icarl = next(p for p in strategy.plugins if type(p).__name__ == "_ICaRLPlugin")
+    assert {ys[0] for ys in icarl.y_memory} == classes
+    assert sum(len(x) for x in icarl.x_memory) == 20  # 10 exemplars for each of the 2 classes seen
+    means = {c: m for c, m in icarl.class_means.items() if m.abs().sum() > 0}
+    assert set(means) == classes
+    loss = next(p for p in strategy.plugins if type(p).__name__ == "ICaRLLossPlugin")
+    assert loss.old_model is not None and sorted(loss.old_classes) == sorted(classes)
+
+
+# (b) where the method must act, the accuracy matrix is not naive's (same seed)
+
+def _matrix(tiny_cfg, out, *overrides) -> np.ndarray:
+    record = run(tiny_cfg(*overrides), out)
+    assert record["status"] == "ok"
+    return np.array(record["accuracy_matrix"], dtype=float)
+
+
+ACTING = [  # name, scenario, overrides: a buffer the tiny stream fills, or a strength that must matter in 3 steps
+    ("si", "class", ["strategy.si_lambda=1e5"]),
+    ("lwf", "task", []),  # the paper's defaults: the old heads are distilled
+    ("mas", "domain", ["strategy.lambda_reg=1e4"]),
+    ("agem", "class", ["strategy.patterns_per_exp=20"]),
+    ("gdumb", "class", ["strategy.mem_size=20"]),
+    ("der", "class", ["strategy.mem_size=20"]),
+    ("derpp", "class", ["strategy.mem_size=20"]),
+    ("er_ace", "class", ["strategy.mem_size=20"]),
+    ("icarl", "class", ["strategy.memory_size=20"]),
+]
+
+
+@pytest.mark.parametrize("name,scenario,overrides", ACTING, ids=[case[0] for case in ACTING])
+def test_the_method_changes_the_accuracy_matrix(name, scenario, overrides, mnist_root, tiny_cfg, tmp_path):
+    naive = _matrix(tiny_cfg, tmp_path / "naive", "strategy=naive", f"scenario={scenario}")
+    ours = _matrix(tiny_cfg, tmp_path / name, f"strategy={name}", f"scenario={scenario}", *overrides)
+    if name != "icarl":  # (iCaRL evaluates by nearest class mean, not with the head)
+        np.testing.assert_array_equal(ours[0], naive[0])  # same seed: the same untrained model ...
+    assert not np.array_equal(ours[1:], naive[1:])  # ... and then the method acts
+
+
+def test_avalanches_own_si_is_a_no_op_on_the_cpu(mnist_root, tiny_cfg, tmp_path):
+    """Why si.py exists: at a strength where forgetbench's si acts, Avalanche 0.6's SynapticIntelligence
+    reproduces naive bit for bit on the CPU (its weight snapshots are views). If this starts failing,
+    Avalanche has fixed the bug and SnapshotSIPlugin's snapshot copies can go."""
+    naive = _matrix(tiny_cfg, tmp_path / "naive", "strategy=naive")
+    theirs = _matrix(tiny_cfg, tmp_path / "theirs", "strategy=avalanche", "strategy.cls=SynapticIntelligence",
+                     "+strategy.si_lambda=1e5")
+    np.testing.assert_array_equal(theirs, naive)
