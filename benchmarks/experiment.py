@@ -15,7 +15,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from forgetbench.benchmarks import records
+from forgetbench.benchmarks import records, schema
 from forgetbench.benchmarks.metrics import summarize
 from forgetbench.benchmarks.streams import KINDS, SCENARIOS
 
@@ -77,9 +77,9 @@ def validate(cfg: DictConfig):
     try:
         info = get_strategy(cfg.strategy.name)
         info.check_scenario(cfg.scenario)
-        info.params(strategy_node(cfg))
     except ValueError as e:
         raise ConfigError(str(e)) from None
+    schema.check(cfg, info)
     return info
 
 

@@ -21,6 +21,7 @@ import torch
 from avalanche.training.plugins import EWCPlugin
 from avalanche.training.templates import SupervisedTemplate
 
+from forgetbench.benchmarks.schema import Fraction, NonNegative
 from forgetbench.strategies.registry import Memory, register_strategy
 
 
@@ -90,7 +91,7 @@ def _grow(t: torch.Tensor, shape: torch.Size) -> torch.Tensor:
 class EWC(SupervisedTemplate):
     """EWC (Kirkpatrick et al. 2017) with :class:`MergedEWCPlugin`; keeps a Fisher and an anchor per parameter."""
 
-    def __init__(self, *, ewc_lambda: float = 1000.0, plugins: Optional[list] = None, **kwargs):
+    def __init__(self, *, ewc_lambda: NonNegative = 1000.0, plugins: Optional[list] = None, **kwargs):
         super().__init__(plugins=[*(plugins or []), MergedEWCPlugin(ewc_lambda, "separate")], **kwargs)
 
 
@@ -99,6 +100,6 @@ class EWC(SupervisedTemplate):
 class OnlineEWC(SupervisedTemplate):
     """Online EWC (Schwarz et al. 2018): the Fisher decays by ``decay_factor`` at each experience."""
 
-    def __init__(self, *, ewc_lambda: float = 1000.0, decay_factor: float = 0.9, plugins: Optional[list] = None,
+    def __init__(self, *, ewc_lambda: NonNegative = 1000.0, decay_factor: Fraction = 0.9, plugins: Optional[list] = None,
                  **kwargs):
         super().__init__(plugins=[*(plugins or []), MergedEWCPlugin(ewc_lambda, "online", decay_factor)], **kwargs)

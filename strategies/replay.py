@@ -5,6 +5,8 @@ bounded buffer of past samples. The buffer policy is Avalanche's: ``experience_b
 (equal share per experience, Avalanche's default), ``class_balanced`` (equal share per class)
 or ``reservoir`` (a uniform sample of everything seen).
 """
+from typing import Literal
+
 from avalanche.training.plugins import ReplayPlugin
 from avalanche.training.storage_policy import (
     ClassBalancedBuffer,
@@ -38,7 +40,8 @@ class Replay(SupervisedTemplate):
     ``batch_size_mem``: replayed samples per batch (None: the training batch size).
     """
 
-    def __init__(self, *, mem_size: int = 1000, buffer: str = "experience_balanced",
+    def __init__(self, *, mem_size: int = 1000,
+                 buffer: Literal["experience_balanced", "class_balanced", "reservoir"] = "experience_balanced",
                  batch_size_mem: int | None = None, plugins=None, **kwargs):
         if buffer not in BUFFERS:
             raise ValueError(f"unknown replay buffer {buffer!r}; choose one of {sorted(BUFFERS)}")

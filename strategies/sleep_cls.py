@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import random
+from typing import Literal
 
 import torch
 from avalanche.models import avalanche_forward
@@ -25,6 +26,7 @@ from avalanche.training.templates import SupervisedTemplate
 from torch import nn
 from torch.nn import functional as F
 
+from forgetbench.benchmarks.schema import Fraction, NonNegative, Positive
 from forgetbench.strategies.registry import Memory, register_strategy
 from forgetbench.strategies.sleep import SleepPlugin
 
@@ -165,11 +167,12 @@ class SleepCLS(SupervisedTemplate):
     - ``eval_network``: the network evaluated: stable | plastic | working.
     """
 
-    def __init__(self, *, model, mem_size: int = 1000, sleep_every: int | None = 1,
-                 sleep_after_experience: bool = False, sleep_steps: int = 1, sleep_batch_size: int = 32,
-                 consistency_weight: float = 2.0, plastic_rate: float = 0.99, plastic_update_prob: float = 1.0,
-                 stable_rate: float = 0.99, stable_update_prob: float = 0.9, sleep_lr: float | None = None,
-                 eval_network: str = "stable", plugins=None, **kwargs):
+    def __init__(self, *, model, mem_size: Positive = 1000, sleep_every: Positive | None = 1,
+                 sleep_after_experience: bool = False, sleep_steps: Positive = 1, sleep_batch_size: Positive = 32,
+                 consistency_weight: NonNegative = 2.0, plastic_rate: Fraction = 0.99,
+                 plastic_update_prob: Fraction = 1.0, stable_rate: Fraction = 0.99, stable_update_prob: Fraction = 0.9,
+                 sleep_lr: NonNegative | None = None, eval_network: Literal["stable", "plastic", "working"] = "stable",
+                 plugins=None, **kwargs):
         if eval_network not in NETWORKS:
             raise ValueError(f"unknown eval_network {eval_network!r}; choose one of {list(NETWORKS)}")
         self.eval_network = eval_network
