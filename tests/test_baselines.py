@@ -1,12 +1,13 @@
-"""The standard baselines (standard.py, si.py, der.py, rehearsal.py, icarl.py) do what their method does:
-after one tiny experience each keeps the state it should (importances, previous model, buffer, ...), and
-on a tiny stream where it must act its accuracy matrix is not naive's. (Every scenario each one declares
-is run by tests/test_strategies.py.)"""
+"""Every regularization, replay and sleep strategy forgetbench names does what its method does: after one
+tiny experience it keeps the state it should (importances, previous model, buffer, memories, ...), and on
+a tiny stream where it must act its accuracy matrix is not naive's. (Every scenario each one declares is
+run by tests/test_strategies.py; a strategy that cannot be made to act is not offered.)"""
 import numpy as np
 import pytest
 import torch
 
 from forgetbench.benchmarks.experiment import _build, build_strategy, run, seed_everything, validate
+from forgetbench.strategies.ewc import MergedEWCPlugin
 from forgetbench.strategies.si import SnapshotSIPlugin
 
 
@@ -120,6 +121,46 @@ def test_icarl_keeps_exemplars_class_means_and_the_previous_model(trained):
     assert loss.old_model is not None and sorted(loss.old_classes) == sorted(classes)
 
 
+@pytest.mark.parametrize("name", ["ewc", "online_ewc"])
+def test_ewc_keeps_a_nonzero_fisher_anchored_at_the_learned_weights(name, trained):
+    strategy, _ = trained(f"strategy={name}")
+    ewc = _plugin(strategy, MergedEWCPlugin)
+    fisher = torch.cat([a.flatten() for a in ewc.curvature.values()])
+    assert (fisher > 0).float().mean() > 0.5
+    anchor = torch.cat([m.flatten() for m in ewc.anchor.values()])
+    assert torch.equal(anchor, _params(strategy.model)) and anchor.data_ptr() != _params(strategy.model).data_ptr()
+
+
+def test_replay_fills_its_buffer_with_the_experience(trained):
+    strategy, classes = trained("strategy=replay", "strategy.mem_size=20")
+    buffer = next(p for p in strategy.plugins if type(p).__name__ == "_ReplayPlugin").storage_policy.buffer
+    assert len(buffer) == 20 and set(buffer.targets) == classes
+
+
+def test_sleep_cls_buffers_episodes_and_its_memories_follow_the_learner(trained):
+    strategy, classes = trained("strategy=sleep_cls", "strategy.mem_size=20")
+    sleep = strategy.cls_sleep
+    assert len(sleep.buffer) == 20 and set(sleep.buffer.y.tolist()) == classes and sleep.consolidations > 0
+    for memory in sleep.memories.values():  # EMAs of the learner: moved from the init, not equal to it
+        assert not torch.equal(_params(memory), _params(strategy.model))
+
+
+def test_sleep_src_sleep_changes_the_weights(trained, monkeypatch):
+    from forgetbench.strategies.sleep_src import SpikingSleep
+
+    seen = {}
+    original = SpikingSleep.sleep
+
+    def sleep(self, strategy):
+        before = _params(strategy.model).clone()
+        original(self, strategy)
+        seen["changed"] = int((before != _params(strategy.model)).sum())
+
+    monkeypatch.setattr(SpikingSleep, "sleep", sleep)
+    trained("strategy=sleep_src", "strategy.iterations=200", "model.bias=false", "stream.normalize=false")
+    assert seen["changed"] > 0  # STDP moved some weights
+
+
 # (b) where the method must act, the accuracy matrix is not naive's (same seed)
 
 def _matrix(tiny_cfg, out, *overrides) -> np.ndarray:
@@ -129,6 +170,11 @@ def _matrix(tiny_cfg, out, *overrides) -> np.ndarray:
 
 
 ACTING = [  # name, scenario, overrides: a buffer the tiny stream fills, or a strength that must matter in 3 steps
+    ("ewc", "domain", ["strategy.ewc_lambda=1e6"]),
+    ("online_ewc", "domain", ["strategy.ewc_lambda=1e6"]),
+    ("replay", "class", ["strategy.mem_size=20"]),
+    ("sleep_cls", "class", ["strategy.mem_size=20"]),
+    ("sleep_src", "class", ["strategy.iterations=200", "model.bias=false", "stream.normalize=false"]),
     ("si", "class", ["strategy.si_lambda=1e5"]),
     ("lwf", "task", []),  # the paper's defaults: the old heads are distilled
     ("mas", "domain", ["strategy.lambda_reg=1e4"]),
@@ -143,7 +189,8 @@ ACTING = [  # name, scenario, overrides: a buffer the tiny stream fills, or a st
 
 @pytest.mark.parametrize("name,scenario,overrides", ACTING, ids=[case[0] for case in ACTING])
 def test_the_method_changes_the_accuracy_matrix(name, scenario, overrides, mnist_root, tiny_cfg, tmp_path):
-    naive = _matrix(tiny_cfg, tmp_path / "naive", "strategy=naive", f"scenario={scenario}")
+    shared = [o for o in overrides if not o.startswith("strategy.")]  # the same model and stream for naive
+    naive = _matrix(tiny_cfg, tmp_path / "naive", "strategy=naive", f"scenario={scenario}", *shared)
     ours = _matrix(tiny_cfg, tmp_path / name, f"strategy={name}", f"scenario={scenario}", *overrides)
     if name != "icarl":  # (iCaRL evaluates by nearest class mean, not with the head)
         np.testing.assert_array_equal(ours[0], naive[0])  # same seed: the same untrained model ...
