@@ -3,7 +3,9 @@ next to published numbers whose protocol matches.
 
 Reads every ``record.json`` under the given directories (sweep directories, or ``results/runs``).
 A run counted twice (same resolved config, e.g. re-run with ``force=true``) counts once: its
-latest finished record. Failed runs are left out and reported. Intransigence is recomputed
+latest finished record. Failed (or interrupted) runs are left out and reported. A record that
+cannot be used (unreadable JSON, not a JSON object, another status, an ok record missing what the
+table needs) is skipped with a warning naming the file and why. Intransigence is recomputed
 against the joint-training runs read (same stream, scenario, model and seed), so it does not
 depend on whether a run finished before its joint reference did.
 """
@@ -19,7 +21,7 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from forgetbench.benchmarks.metrics import intransigence
-from forgetbench.benchmarks.records import flatten, read_record, reference_key
+from forgetbench.benchmarks.records import flatten, reference_key
 from forgetbench.benchmarks.stats import mean_ci
 from forgetbench.benchmarks.sweep import config_key, identity
 
@@ -35,6 +37,7 @@ METRICS = {
 }
 REFERENCE_COLUMNS = [*GROUP, "metric", "value", "reported", "conditions", "citation", "protocol"]
 LEGACY_UPPER_BOUNDS = ("joint", "cumulative")  # records written before strategies declared upper_bound
+FAILED = ("failed", "interrupted")  # left out and reported (until a later run of the config finishes)
 
 
 @dataclass
@@ -43,7 +46,7 @@ class Leaderboard:
     #                      published_<metric>, published_ref
     runs: pd.DataFrame  # one row per counted run
     references: pd.DataFrame  # citation and protocol of the published numbers shown (published_ref: row + 1)
-    failed: list[str] = field(default_factory=list)  # paths of failed runs, left out
+    failed: list[str] = field(default_factory=list)  # paths of failed or interrupted runs, left out
     warnings: list[str] = field(default_factory=list)
 
     def matrices(self) -> dict[tuple, np.ndarray]:
@@ -57,15 +60,79 @@ class Leaderboard:
         return out
 
 
-def load_runs(dirs) -> tuple[pd.DataFrame, list[str]]:
-    """Finished runs under ``dirs`` (one row each, newest record per config) and the paths of the
-    failed runs whose config has no finished run."""
-    rows, failed = [], {}
-    for path in sorted({p for d in dirs for p in Path(d).rglob("record.json")}):
-        record = read_record(path) or {}
-        if record.get("status") == "failed":
-            failed[str(path.parent)] = config_key(record.get("config") or {})
-        if record.get("status") != "ok":
+class NoRunsError(FileNotFoundError):
+    """No usable finished run under the directories; ``warnings`` says which records were skipped and why."""
+
+    def __init__(self, message: str, warnings: list[str]):
+        super().__init__(message)
+        self.warnings = warnings
+
+
+# what an ok record must hold for the table: key -> what its value must be
+REQUIRED = {**{k: str for k in GROUP}, "seed": int, "accuracy_matrix": list, "metrics": dict, "timings": dict,
+            "config": dict}
+_KIND = {str: "a string", int: "an integer", list: "a list", dict: "an object"}
+
+
+def read_run_record(path: Path) -> tuple[dict | None, str | None]:
+    """``(record, None)``, or ``(None, why)`` when ``path`` is not a JSON object."""
+    try:
+        text = Path(path).read_text()
+    except OSError as error:
+        return None, f"unreadable ({error.strerror or error})"
+    try:
+        record = json.loads(text)
+    except ValueError as error:  # JSONDecodeError, e.g. a record cut short by a killed run
+        return None, f"unreadable JSON ({error})" if text.strip() else "empty file"
+    if not isinstance(record, dict):
+        return None, f"not a JSON object (a JSON {type(record).__name__})"
+    return record, None
+
+
+def unusable(record: dict) -> str | None:
+    """Why a record with status ok cannot be counted (keys missing or of the wrong type), or None."""
+    missing = [k for k in REQUIRED if k not in record]
+    if missing:
+        return f"status ok but missing {', '.join(missing)}"
+    wrong = [f"{k} is not {_KIND[t]}" for k, t in REQUIRED.items()
+             if not isinstance(record[k], t) or (t is int and isinstance(record[k], bool))]
+    if wrong:
+        return f"status ok but {'; '.join(wrong)}"
+    try:
+        matrix = np.asarray(record["accuracy_matrix"], dtype=float)
+    except (TypeError, ValueError):
+        matrix = None
+    if matrix is None or matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] + 1:
+        return "status ok but accuracy_matrix is not a (T+1) x T matrix of numbers"
+    if not isinstance(record["timings"].get("total_seconds"), (int, float)):
+        return "status ok but timings has no total_seconds"
+    return None
+
+
+def record_paths(dirs) -> list[Path]:
+    """Every ``record.json`` under ``dirs``; a directory that does not exist is an error, not an empty one."""
+    for d in dirs:
+        if not Path(d).is_dir():
+            raise FileNotFoundError(f"{d}: {'not a directory' if Path(d).exists() else 'no such directory'}")
+    return sorted({p for d in dirs for p in Path(d).rglob("record.json")})
+
+
+def load_runs(dirs) -> tuple[pd.DataFrame, list[str], list[str]]:
+    """Finished runs under ``dirs`` (one row each, newest record per config), the paths of the failed
+    runs whose config has no finished run, and one warning per record skipped (``<path>: why``)."""
+    rows, failed, skipped = [], {}, []
+    for path in record_paths(dirs):
+        record, why = read_run_record(path)
+        status = record.get("status") if record is not None else None
+        if record is not None and status in FAILED:
+            config = record.get("config")
+            failed[str(path.parent)] = config_key(config if isinstance(config, dict) else {})
+            continue
+        if record is not None:
+            why = unusable(record) if status == "ok" else (
+                "no status" if status is None else f"status {status!r}: not a finished run")
+        if why:
+            skipped.append(f"skipped {path}: {why}")
             continue
         row = {k: record[k] for k in (*GROUP, "seed")}
         row.update({m: record["metrics"].get(m) for m in METRICS if m != "time"})
@@ -81,7 +148,7 @@ def load_runs(dirs) -> tuple[pd.DataFrame, list[str]]:
     runs = pd.DataFrame(rows, columns=columns)
     failed = [path for path, key in failed.items() if key not in set(runs["key"])]
     runs = runs.sort_values("finished_at").drop_duplicates("key", keep="last").drop(columns="key")
-    return with_intransigence(runs.sort_values([*GROUP, "seed"]).reset_index(drop=True)), failed
+    return with_intransigence(runs.sort_values([*GROUP, "seed"]).reset_index(drop=True)), failed, skipped
 
 
 def with_intransigence(runs: pd.DataFrame) -> pd.DataFrame:
@@ -168,9 +235,12 @@ def sweep_commands(dirs) -> list[str]:
 
 
 def build(dirs, reference_dir: Path | str | None = None, confidence: float = 0.95) -> Leaderboard:
-    runs, failed = load_runs(dirs)
+    """The leaderboard of the run records under ``dirs``. Raises FileNotFoundError for a directory that
+    does not exist, and :class:`NoRunsError` (with the skipped records' warnings) when none is usable."""
+    runs, failed, skipped = load_runs(dirs)
     if runs.empty:
-        raise FileNotFoundError(f"no finished run records (record.json, status ok) under {[str(d) for d in dirs]}")
+        raise NoRunsError(f"no finished run records (record.json, status ok) under {[str(d) for d in dirs]}"
+                          + (f"; {len(skipped)} skipped" if skipped else ""), skipped)
     references = load_references(reference_dir) if reference_dir and Path(reference_dir).is_dir() else None
     table, shown = aggregate(runs, references, confidence)
-    return Leaderboard(table, runs, shown, failed, mixed_settings(runs))
+    return Leaderboard(table, runs, shown, failed, skipped + mixed_settings(runs))

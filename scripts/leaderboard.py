@@ -4,6 +4,8 @@
     forgetbench-leaderboard results/runs/a results/runs/b --out /tmp/board --formats md,html
 
 Each file starts with the commands that made it: the sweeps' (from their multirun.yaml) and this one.
+A record that cannot be used (unreadable, not a JSON object, an ok record missing keys) is skipped
+with a warning on stderr naming it; a directory that does not exist is an error (exit status 2).
 """
 import argparse
 import shlex
@@ -22,6 +24,9 @@ def main(argv=None) -> None:
     parser.add_argument("--confidence", type=float, default=0.95, help="confidence level of the intervals")
     parser.add_argument("--note", action="append", default=[], help="a line to add under the commands (repeatable)")
     args = parser.parse_args(argv)
+    missing = [f"{d}: {'not a directory' if d.exists() else 'no such directory'}" for d in args.dirs if not d.is_dir()]
+    if missing:
+        parser.error("; ".join(missing))
 
     from forgetbench.benchmarks import html_report, leaderboard, records, tables
 
@@ -30,7 +35,12 @@ def main(argv=None) -> None:
     unknown = set(formats) - set(writers)
     if unknown:
         parser.error(f"unknown format(s) {sorted(unknown)}; choose from {list(writers)}")
-    board = leaderboard.build(args.dirs, args.references, args.confidence)
+    try:
+        board = leaderboard.build(args.dirs, args.references, args.confidence)
+    except leaderboard.NoRunsError as error:
+        for message in error.warnings:
+            print(f"warning: {message}", file=sys.stderr)
+        parser.exit(1, f"{parser.prog}: error: {error}\n")
     header = [*leaderboard.sweep_commands(args.dirs), shlex.join(["forgetbench-leaderboard", *argv]), *args.note]
     for fmt in formats:
         path = args.out.with_name(f"{args.out.name}.{fmt}")

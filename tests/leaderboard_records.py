@@ -56,3 +56,42 @@ def make_sweep(sweep_dir: Path) -> Path:
     write_record(sweep_dir, 5, "replay", 2, None, 0.0, status="failed")
     write_record(sweep_dir, 6, "naive", 0, NAIVE[0], seconds=13.0)  # newer record of naive seed 0
     return sweep_dir
+
+
+def write_raw(sweep_dir: Path, name: str, text: str) -> Path:
+    """A ``record.json`` holding ``text`` as is (cut short, not an object, ...); returns its path."""
+    path = Path(sweep_dir) / name / "record.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def write_without(sweep_dir: Path, num: int, *keys: str, **changes) -> Path:
+    """A finished naive run's record without ``keys`` and with ``changes``; returns its path."""
+    path = write_record(sweep_dir, num, "naive", num, [[0.1, 0.1], [1.0, 0.0], [0.5, 1.0]], 1.0) / "record.json"
+    record = json.loads(path.read_text())
+    for key in keys:
+        del record[key]
+    record.update(changes)
+    path.write_text(json.dumps(record))
+    return path
+
+
+def add_broken_records(sweep_dir: Path) -> dict[str, str]:
+    """Records the leaderboard must skip, each next to the reason it gives: {path: why}."""
+    cut = json.dumps({"run_id": "cut", "status": "ok", "metrics": {"acc": 0.5}})
+    return {
+        str(write_raw(sweep_dir, "20__cut_short", cut[:30])): "unreadable JSON (Unterminated string starting at: "
+                                                                "line 1 column 29 (char 28))",
+        str(write_raw(sweep_dir, "21__empty", "")): "empty file",
+        str(write_raw(sweep_dir, "22__list", "[1, 2]")): "not a JSON object (a JSON list)",
+        str(write_without(sweep_dir, 23, "metrics")): "status ok but missing metrics",
+        str(write_without(sweep_dir, 24, "accuracy_matrix", "timings", "config")):
+            "status ok but missing accuracy_matrix, timings, config",
+        str(write_without(sweep_dir, 25, metrics=[0.5])): "status ok but metrics is not an object",
+        str(write_without(sweep_dir, 26, timings={})): "status ok but timings has no total_seconds",
+        str(write_without(sweep_dir, 27, accuracy_matrix=[[0.5, 1.0]])):
+            "status ok but accuracy_matrix is not a (T+1) x T matrix of numbers",
+        str(write_without(sweep_dir, 28, "status")): "no status",
+        str(write_without(sweep_dir, 29, status="running")): "status 'running': not a finished run",
+    }

@@ -1,5 +1,8 @@
-"""Leaderboard aggregation on hand-made records, published numbers, Markdown/LaTeX golden files, the CLI."""
+"""Leaderboard aggregation on hand-made records, published numbers, Markdown/LaTeX golden files, the CLI;
+records that cannot be used are skipped with a warning naming them; a missing directory is an error."""
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -7,7 +10,7 @@ import pytest
 
 from forgetbench.benchmarks import leaderboard, tables
 from forgetbench.leaderboard import main as leaderboard_cli
-from tests.leaderboard_records import make_sweep, write_record
+from tests.leaderboard_records import add_broken_records, make_sweep, write_raw, write_record
 
 GOLDEN = Path(__file__).parent / "golden"
 HEADER = ["forgetbench -m strategy=naive,replay seed=0,1,2"]
@@ -126,3 +129,57 @@ def test_failed_run_redone_later_is_not_reported(tmp_path):
     write_record(sweep, 8, "replay", 2, [[0.1, 0.1], [1.0, 0.0], [0.7, 1.0]], 20.0)  # the failed config, now ok
     board = leaderboard.build([sweep])
     assert board.failed == [] and row(board, "replay")["n"] == 3
+
+
+def test_unusable_records_are_skipped_with_a_warning_naming_each(tmp_path):
+    sweep = make_sweep(tmp_path / "sweep")
+    broken = add_broken_records(sweep)
+    interrupted = write_record(sweep, 30, "naive", 9, None, 0.0, status="interrupted")  # Ctrl-C
+    board = leaderboard.build([sweep])
+    assert board.warnings == [f"skipped {path}: {why}" for path, why in sorted(broken.items())]
+    assert (row(board, "naive")["n"], row(board, "replay")["n"]) == (3, 2)  # the good records, as without them
+    assert row(board, "naive")["acc_mean"] == pytest.approx(0.6)
+    assert board.failed == [str(interrupted), str(sweep / "5__replay__s2")]  # reported as failed, not as skipped
+
+
+def test_cli_warns_on_stderr_for_each_skipped_record_and_goes_on(tmp_path, capsys):
+    sweep = make_sweep(tmp_path / "sweep")
+    broken = add_broken_records(sweep)
+    out = tmp_path / "board" / "leaderboard"
+    leaderboard_cli([str(sweep), "--out", str(out), "--references", str(tmp_path / "none")])
+    captured = capsys.readouterr()
+    warned = [line for line in captured.err.splitlines() if line.startswith("warning: skipped")]
+    assert warned == [f"warning: skipped {path}: {why}" for path, why in sorted(broken.items())]
+    assert "| naive | 3 |" in captured.out and (out.parent / "leaderboard.md").exists()
+
+
+def test_no_usable_record_is_an_error_after_the_warnings(tmp_path, capsys):
+    path = write_raw(tmp_path / "sweep", "0__cut", '{"status": "ok", "metr')
+    with pytest.raises(leaderboard.NoRunsError) as raised:
+        leaderboard.build([tmp_path / "sweep"])
+    assert raised.value.warnings == [f"skipped {path}: unreadable JSON (Unterminated string starting at: line 1 "
+                                     f"column 18 (char 17))"]
+    with pytest.raises(SystemExit) as exited:
+        leaderboard_cli([str(tmp_path / "sweep"), "--out", str(tmp_path / "board")])
+    err = capsys.readouterr().err.splitlines()
+    assert exited.value.code == 1 and err[0] == f"warning: {raised.value.warnings[0]}"
+    assert err[1].startswith("forgetbench-leaderboard: error: no finished run records") and err[1].endswith("1 skipped")
+
+
+def test_missing_directory_is_named(tmp_path, capsys):
+    sweep, missing = make_sweep(tmp_path / "sweep"), tmp_path / "no_such_sweep"
+    with pytest.raises(FileNotFoundError, match=f"{missing}: no such directory"):
+        leaderboard.build([sweep, missing])
+    with pytest.raises(SystemExit) as exited:
+        leaderboard_cli([str(sweep), str(missing), "--out", str(tmp_path / "board")])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == f"forgetbench-leaderboard: error: {missing}: no such directory"
+    assert not (tmp_path / "board.md").exists()  # nothing written from the directories that do exist
+
+
+def test_console_script_names_a_missing_directory_without_a_traceback(tmp_path):
+    script = Path(sys.executable).parent / "forgetbench-leaderboard"
+    result = subprocess.run([str(script), "no_such_sweep"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.splitlines()[-1] == "forgetbench-leaderboard: error: no_such_sweep: no such directory"
+    assert "Traceback" not in result.stderr

@@ -2,6 +2,9 @@
 
 The file is a 7-byte W&B header followed by LevelDB-log records in 32 KiB blocks (7-byte
 header each: crc32c, little-endian length, type FULL=1 / FIRST=2 / MIDDLE=3 / LAST=4).
+wandb-core writes the last, partial block only when it closes the run's stream, after ``run.finish()``
+has returned; the sink waits for that (``wandb.teardown()``), so read the file once the run is over.
+A file cut short is an error here, never a shorter list of records.
 """
 from __future__ import annotations
 
@@ -27,12 +30,16 @@ def read_records(path: Path) -> list:
             pos += left
             continue
         chunk = data[pos + HEADER : pos + HEADER + length]
+        if len(chunk) < length:
+            raise ValueError(f"{path}: cut short in a record at byte {pos} ({len(data)} bytes): still being written?")
         pos += HEADER + length
         pending = chunk if kind in (1, 2) else pending + chunk
         if kind in (1, 4):
             record = pb.Record()
             record.ParseFromString(pending)
             records.append(record)
+    if pending and kind in (2, 3):
+        raise ValueError(f"{path}: ends inside a record ({len(data)} bytes): still being written?")
     return records
 
 
