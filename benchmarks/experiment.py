@@ -1,9 +1,11 @@
 """One run: config -> stream, model, strategy -> protocol -> metrics -> run record and CSVs."""
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import math
 import random
+import sys
 import time
 import traceback
 import warnings
@@ -137,10 +139,14 @@ def compose(overrides=(), config_name: str = "config", return_hydra_config: bool
 
 
 def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
-    """Run one experiment; write its record into ``out_dir`` and its row into ``../runs.csv``; return
-    the record. ``out_dir`` defaults to ``<results_dir>/python/<date>_<time>__<run_name>``."""
-    from forgetbench.benchmarks.protocol import MatrixRecorder, run_protocol
+    """Run one experiment; write its record into ``out_dir``, rebuild ``../runs.csv``; return the
+    record. ``out_dir`` defaults to ``<results_dir>/python/<date>_<time>__<run_name>``.
 
+    Every run that starts leaves a record: ``ok``; ``failed`` (error and traceback) when it raises;
+    ``interrupted`` on Ctrl-C. The error is re-raised after the record is written, carrying the
+    record's path as ``error.record_path``. A finished run prints its summary first, then writes its
+    files; when its run dir can't take them (disk full, permissions) they go to a fallback folder
+    (:func:`records.save_run`) and :class:`records.RecordNotSaved` is raised, naming it."""
     if out_dir is None:
         out_dir = Path(cfg.results_dir) / "python" / f"{dt.datetime.now():%Y-%m-%d_%H-%M-%S}__{cfg.run_name}"
     out_dir = Path(out_dir)
@@ -154,13 +160,18 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
         "seed": int(cfg.seed),
         "device": None,
         "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "git_commit": records.git_commit(),
-        "versions": records.versions(),
+        "git_commit": None,
+        "versions": None,
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
     sink = None
     start = time.perf_counter()
-    try:
+    bars_before = _progress_bars()
+    try:  # from here on, whatever happens (Ctrl-C during start-up included) is recorded
+        from forgetbench.benchmarks.protocol import MatrixRecorder, run_protocol
+
+        record["git_commit"] = records.git_commit()
+        record["versions"] = records.versions()
         info = validate(cfg)
         record["strategy_info"] = strategy_record(info)
         device = resolve_device(cfg.device)
@@ -186,33 +197,53 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
             result = run_protocol(strategy, stream.benchmark(), recorder, offline=info.offline,
                                   on_row=(lambda i, acc, loss: sink.log_row(i, acc)) if sink else None,
                                   train_kwargs={"reset_optimizer_state": bool(cfg.reset_optimizer)})
+        record.update(  # the matrix joins the record at once: a failure after this point keeps it
+            accuracy_matrix=result.accuracy,
+            loss_matrix=result.loss,
+            timings={
+                "train_seconds": sum(result.train_seconds),
+                "eval_seconds": sum(result.eval_seconds),
+                "total_seconds": time.perf_counter() - start,
+                "train_seconds_per_call": result.train_seconds,
+                "eval_seconds_per_row": result.eval_seconds,
+            },
+        )
+        reference = records.joint_reference(cfg.results_dir, record)
+        record.update(
+            metrics=summarize(result.accuracy, reference[0] if reference else None),
+            intransigence_reference=reference[1] if reference else None,
+            finished_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            status="ok",
+        )
     except BaseException as error:  # record every failure (config errors and Ctrl-C included), then re-raise
-        record.update(status="failed", error=f"{type(error).__name__}: {error}",
-                      traceback=traceback.format_exc(), total_seconds=time.perf_counter() - start)
-        _write(out_dir, record)
+        for bar in _progress_bars() - bars_before:  # clear the bar this run leaves: the next message starts a line
+            with contextlib.suppress(Exception):
+                bar.close()
+        record.update(status="interrupted" if isinstance(error, KeyboardInterrupt) else "failed",
+                      error=f"{type(error).__name__}: {error}", traceback=traceback.format_exc(),
+                      total_seconds=time.perf_counter() - start)
+        where, problem = _write(out_dir, record)
+        if where != out_dir:
+            print(f"forgetbench: could not write {out_dir / 'record.json'} ({problem}); the {record['status']} "
+                  f"run's record is in {where or 'stderr (above)'}", file=sys.stderr, flush=True)
+        _tag(error, (where or out_dir) / "record.json")
         if sink:
-            sink.fail(record["error"])
+            with contextlib.suppress(Exception):
+                sink.fail(record["error"])
         raise
-    reference = records.joint_reference(cfg.results_dir, record)
-    record.update(
-        status="ok",
-        accuracy_matrix=result.accuracy,
-        loss_matrix=result.loss,
-        metrics=summarize(result.accuracy, reference[0] if reference else None),
-        intransigence_reference=reference[1] if reference else None,
-        timings={
-            "train_seconds": sum(result.train_seconds),
-            "eval_seconds": sum(result.eval_seconds),
-            "total_seconds": time.perf_counter() - start,
-            "train_seconds_per_call": result.train_seconds,
-            "eval_seconds_per_row": result.eval_seconds,
-        },
-        finished_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-    )
-    _write(out_dir, record)  # the CSVs first: W&B can never cost them
-    if sink:
-        sink.finish(record)
-    print(format_summary(record), flush=True)
+    where = None
+    try:
+        try:
+            print(format_summary(record), flush=True)  # first: whatever happens to the disk, the matrix is shown
+        finally:
+            where, problem = _write(out_dir, record)  # the CSVs before W&B: W&B can never cost them
+        if sink:
+            sink.finish(record)
+    except BaseException as error:  # e.g. Ctrl-C during the write (finished first) or a closed stdout
+        _tag(error, (where or out_dir) / "record.json")
+        raise
+    if where != out_dir:
+        raise records.RecordNotSaved(record, out_dir, where, problem)
     return record
 
 
@@ -231,20 +262,42 @@ def _wandb_sink(cfg: DictConfig, record: dict, out_dir: Path):
     )
 
 
-def _write(out_dir: Path, record: dict) -> None:
-    """record.json and the matrix CSVs in the run dir, then the summary row in ../runs.csv."""
-    if record["status"] == "ok":
-        acc, loss = np.asarray(record["accuracy_matrix"]), np.asarray(record["loss_matrix"])
-        records.atomic_write_text(out_dir / "accuracy_matrix.csv", records.matrix_csv(acc))
-        records.atomic_write_text(out_dir / "accuracy.csv", records.long_csv(record["run_id"], acc, loss))
-    records.write_json(out_dir / "record.json", record)
-    row = {k: record.get(k) for k in ("run_id", "status", "stream", "scenario", "strategy", "model", "seed")}
-    metrics = {k: v for k, v in record.get("metrics", {}).items() if not isinstance(v, list)}
-    timings = {k: v for k, v in record.get("timings", {}).items() if not isinstance(v, list)}
-    row.update({**metrics, **timings, "device": record["device"], "git_commit": record["git_commit"],
-                "error": record.get("error", ""), "path": str(out_dir)})
-    row.update(records.flatten(record["config"], "cfg."))
-    records.append_csv_row(out_dir.parent / "runs.csv", row)
+def _write(out_dir: Path, record: dict) -> tuple[Path | None, OSError | None]:
+    """The matrix CSVs and record.json in the run dir (or a fallback folder, see
+    :func:`records.save_run`), then ../runs.csv rebuilt from the records beside it. Ctrl-C waits
+    until this is done. Never raises OSError; returns (where the record is, what kept it out of
+    ``out_dir``)."""
+    where = problem = None
+    try:
+        with records.interrupts_deferred():
+            where, problem = records.save_run(out_dir, record)
+            if where == out_dir:
+                try:
+                    records.rebuild_runs_csv(out_dir.parent)
+                except OSError as error:  # runs.csv is a view: the record is safe, the view can be rebuilt
+                    print(f"forgetbench: warning: could not update {out_dir.parent / 'runs.csv'} ({error}); "
+                          f"`forgetbench-runs {out_dir.parent}` rebuilds it from the records",
+                          file=sys.stderr, flush=True)
+    except KeyboardInterrupt as interrupt:  # Ctrl-C during the write: raised now that the write is done
+        _tag(interrupt, (where or out_dir) / "record.json")
+        raise
+    return where, problem
+
+
+def _progress_bars() -> set:
+    """The open tqdm progress bars."""
+    with contextlib.suppress(Exception):
+        from tqdm import tqdm
+
+        return set(getattr(tqdm, "_instances", ()))
+    return set()
+
+
+def _tag(error: BaseException, record_path: Path) -> None:
+    """Attach the path of the record that describes ``error`` (first tag wins)."""
+    if getattr(error, "record_path", None) is None:
+        with contextlib.suppress(AttributeError, TypeError):
+            error.record_path = record_path
 
 
 def format_summary(record: dict) -> str:

@@ -1,45 +1,84 @@
-"""Run records and the CSV sink: written atomically, appended under a lock.
+"""Run records and the CSVs derived from them, written so that a finished result is never lost.
 
 A run directory holds ``record.json`` (everything about the run), ``accuracy_matrix.csv``
 (wide: one row per training stage) and ``accuracy.csv`` (long: one row per matrix cell).
-The sweep directory above it holds ``runs.csv``, one summary row per run.
+The folder above it (a sweep directory) holds ``runs.csv``: a view of the ``record.json`` files
+beside it, one summary row per config, rebuilt whole (never appended) by :func:`rebuild_runs_csv`.
+
+Every file is written to a temporary file and renamed (:func:`atomic_write_text`). A run's files
+that cannot be written where they belong (disk full, permissions) are retried, then written to a
+fallback folder (:func:`fallback_dirs`), see :func:`save_run`.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
+import datetime as dt
 import fcntl
 import io
 import json
 import math
 import os
 import platform
+import signal
 import subprocess
+import sys
 import tempfile
+import threading
+import time
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
 PACKAGES = ("torch", "torchvision", "avalanche-lib", "hydra-core", "pandas", "wandb", "numpy")
+RETRY_DELAYS = (0.5, 2.0)  # seconds before the 2nd and 3rd attempt to write a run's files
+FALLBACK_ENV = "FORGETBENCH_UNSAVED_DIR"  # overrides the first fallback folder
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temp file in the same folder and a rename."""
+    """Write ``text`` to ``path`` via a temp file in the same folder and a rename: readers see the
+    old file or the whole new one, never a part (a failure leaves the old file and no temp file)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
     try:
         with os.fdopen(fd, "w", newline="") as f:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.fchmod(f.fileno(), 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        os.unlink(tmp)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def interrupts_deferred():
+    """Ctrl-C (SIGINT) inside the block waits until the block is done, then raises as usual:
+    a write that has begun is finished. Only in the main thread (elsewhere: no effect)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+    try:
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    except ValueError:  # not the main interpreter
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if received:
+            if callable(previous):
+                previous(signal.SIGINT, None)  # the default handler raises KeyboardInterrupt
+            elif previous == signal.SIG_DFL:
+                os.kill(os.getpid(), signal.SIGINT)
 
 
 def _jsonable(value):
@@ -84,31 +123,157 @@ def long_csv(run_id: str, accuracy: np.ndarray, loss: np.ndarray) -> str:
     return buf.getvalue()
 
 
-def append_csv_row(path: Path, row: dict) -> None:
-    """Append ``row`` to a CSV under an exclusive lock (parallel sweep jobs share the file).
+# ---------------------------------------------------------------- a run's files, and where they go when they can't
 
-    A row with columns the file lacks rewrites the file with the union of columns.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(f".{path.name}.lock"), "w") as lock:
+class RecordNotSaved(OSError):
+    """A finished run whose record could not be written to its run directory; ``saved_to`` is the
+    folder that holds it instead (None: no folder took it, the record went to stderr as JSON)."""
+
+    def __init__(self, record: dict, run_dir: Path, saved_to: Path | None, error: BaseException | None):
+        self.record, self.run_dir, self.saved_to, self.error = record, Path(run_dir), saved_to, error
+        where = (f"it was saved to {saved_to} instead (move that folder into {Path(run_dir).parent} to keep it "
+                 "with its sweep)") if saved_to else "no folder could take it: the record was printed on stderr as JSON"
+        super().__init__(f"the run finished, but its record could not be written to {run_dir} "
+                         f"({error}); {where}")
+
+
+def write_run_files(run_dir: Path, record: dict) -> None:
+    """The matrix CSVs (finished runs), then ``record.json`` last: a run dir with a record has its CSVs."""
+    run_dir = Path(run_dir)
+    if record.get("status") == "ok":
+        acc, loss = np.asarray(record["accuracy_matrix"], dtype=float), np.asarray(record["loss_matrix"], dtype=float)
+        atomic_write_text(run_dir / "accuracy_matrix.csv", matrix_csv(acc))
+        atomic_write_text(run_dir / "accuracy.csv", long_csv(record["run_id"], acc, loss))
+    write_json(run_dir / "record.json", record)
+
+
+def fallback_dirs() -> list[Path]:
+    """Where a record goes when its run dir can't take it, in order: ``$FORGETBENCH_UNSAVED_DIR``,
+    else ``$XDG_STATE_HOME/forgetbench/unsaved`` (default ``~/.local/state/forgetbench/unsaved``);
+    then ``<system temp dir>/forgetbench-unsaved-<uid>``."""
+    dirs = []
+    if os.environ.get(FALLBACK_ENV):
+        dirs.append(Path(os.environ[FALLBACK_ENV]))
+    else:
+        state = os.environ.get("XDG_STATE_HOME")
+        with contextlib.suppress(RuntimeError, KeyError):
+            state = state or str(Path.home() / ".local" / "state")
+        if state:
+            dirs.append(Path(state) / "forgetbench" / "unsaved")
+    uid = os.getuid() if hasattr(os, "getuid") else os.getpid()
+    dirs.append(Path(tempfile.gettempdir()) / f"forgetbench-unsaved-{uid}")
+    return dirs
+
+
+def save_run(run_dir: Path, record: dict) -> tuple[Path | None, OSError | None]:
+    """Write a run's files into ``run_dir`` (retrying after :data:`RETRY_DELAYS`), else into the first
+    of :func:`fallback_dirs` that takes them (with ``intended_dir`` added to the record), else print
+    the record on stderr as JSON. Never raises OSError. Returns (the folder that holds the record,
+    or None; the error that kept it out of ``run_dir``, or None)."""
+    run_dir = Path(run_dir)
+    error = None
+    for delay in (*RETRY_DELAYS, None):
+        try:
+            write_run_files(run_dir, record)
+            return run_dir, None
+        except OSError as e:
+            error = e
+        if delay is not None:
+            time.sleep(delay)
+    copy = {**record, "intended_dir": str(run_dir)}
+    name = f"{run_dir.parent.name}__{run_dir.name}"
+    for base in fallback_dirs():
+        folder = base / name
+        if folder.exists():
+            folder = base / f"{name}__{dt.datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}"
+        try:
+            write_run_files(folder, copy)
+            return folder, error
+        except OSError:
+            continue
+    with contextlib.suppress(Exception):
+        sys.stderr.write(f"forgetbench: could not write the record of {run_dir} anywhere; here it is:\n"
+                         f"{json.dumps(_jsonable(copy))}\n")
+        sys.stderr.flush()
+    return None, error
+
+
+# ---------------------------------------------------------------- runs.csv: a view of the records
+
+ROW_KEYS = ("run_id", "status", "stream", "scenario", "strategy", "model", "seed")
+
+
+def summary_row(record: dict, run_dir: Path) -> dict:
+    """One ``runs.csv`` row: the record's identity, its scalar metrics and timings, device, commit,
+    error, path, and every config key as ``cfg.<dotted key>``."""
+    row = {k: record.get(k) for k in ROW_KEYS}
+    metrics = {k: v for k, v in (record.get("metrics") or {}).items() if not isinstance(v, (list, dict))}
+    timings = {k: v for k, v in (record.get("timings") or {}).items() if not isinstance(v, (list, dict))}
+    row.update({**metrics, **timings, "device": record.get("device"), "git_commit": record.get("git_commit"),
+                "error": record.get("error", ""), "path": str(run_dir)})
+    row.update(flatten(record.get("config") or {}, "cfg."))
+    return row
+
+
+def _newest_first(item):
+    path, record = item
+    with contextlib.suppress(OSError):
+        return record.get("finished_at") or record.get("started_at") or "", path.stat().st_mtime_ns
+    return "", 0
+
+
+def current_records(folder: Path) -> list[tuple[Path, dict]]:
+    """The record that stands for each config among ``folder/*/record.json``: its newest ``ok``
+    record, or its newest record when none is ok (as resume and the leaderboard read them)."""
+    from forgetbench.benchmarks.sweep import config_key
+
+    best: dict[str, tuple[Path, dict]] = {}
+    for path in Path(folder).glob("*/record.json"):
+        record = read_record(path)
+        if record is None:
+            continue
+        key = config_key(record.get("config") or {})
+        if key in best:
+            rank = lambda item: (item[1].get("status") == "ok", _newest_first(item))  # noqa: E731
+            if rank((path, record)) <= rank(best[key]):
+                continue
+        best[key] = (path, record)
+
+    def order(item):  # job number first ("10__x" after "9__x"), then the name
+        name = item[0].parent.name
+        head = name.split("__", 1)[0]
+        return (int(head) if head.isdigit() else math.inf, name)
+
+    return sorted(best.values(), key=order)
+
+
+def _columns(rows: list[dict]) -> list[str]:
+    """The union of the rows' keys: identity, metrics and timings, device .. path, then ``cfg.*``."""
+    tail = ("device", "git_commit", "error", "path")
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    group = lambda k: 0 if k in ROW_KEYS else 2 if k in tail else 3 if k.startswith("cfg.") else 1  # noqa: E731
+    return sorted(keys, key=lambda k: (group(k), ROW_KEYS.index(k) if k in ROW_KEYS else 0))
+
+
+def rebuild_runs_csv(folder: Path) -> tuple[Path, int]:
+    """Rewrite ``folder/runs.csv`` from the records of :func:`current_records`, atomically and under
+    the lock that parallel sweep jobs share. Returns (its path, its number of rows)."""
+    folder = Path(folder)
+    path = folder / "runs.csv"
+    with open(folder / f".{path.name}.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        rows, fields = [], []
-        if path.exists() and path.stat().st_size:
-            with open(path, newline="") as f:
-                reader = csv.DictReader(f)
-                fields, rows = list(reader.fieldnames or []), list(reader)
-        new = [k for k in row if k not in fields]
-        if new or not fields:
-            fields = fields + new
-            buf = io.StringIO()
-            writer = csv.DictWriter(buf, fieldnames=fields)
-            writer.writeheader()
-            writer.writerows(rows + [row])
-            atomic_write_text(path, buf.getvalue())
-        else:
-            with open(path, "a", newline="") as f:
-                csv.DictWriter(f, fieldnames=fields).writerow(row)
+        rows = [summary_row(record, run_file.parent) for run_file, record in current_records(folder)]
+        fields = _columns(rows)
+        if not rows:
+            if not path.exists():
+                return path, 0
+            fields = list(ROW_KEYS)
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_text(path, buf.getvalue())
+    return path, len(rows)
 
 
 def flatten(d: dict, prefix: str = "") -> dict:

@@ -99,3 +99,18 @@ def test_describe_by_hand():
     assert describe(Optional[Annotated[int, Bounds(min=1)]]) == "an integer >= 1 or null"
     assert describe(list[float]) == "a list of a number"
     assert describe(Literal["x", "y"]) == "one of x, y"
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["epoch=2"], "forgetbench: error: unknown config key 'epoch'; did you mean epochs?"),
+    (["+epoch=2"], "forgetbench: error: unknown config key 'epoch'; did you mean epochs?"),
+    (["epochs=0"], "forgetbench: error: epochs=0: must be an integer >= 1"),
+], ids=["plain", "plus", "value"])
+def test_the_command_refuses_in_one_line_without_a_traceback(args, expected, tmp_path):
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "forgetbench.cli", *args, f"data.root={NO_DATA}",
+                          f"results_dir={tmp_path}"], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert out.stderr.startswith(expected) and "Traceback" not in out.stderr

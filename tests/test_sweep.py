@@ -83,12 +83,25 @@ def test_resume_skips_finished_runs_and_reruns_unfinished(tmp_path, needs_mnist)
     assert done.stat().st_mtime_ns != done_mtime
 
 
-def test_failed_run_is_recorded_and_does_not_stop_the_sweep(tmp_path, needs_mnist):
-    result = forgetbench("-m", "stream.dataset=nope,mnist", *TINY, f"results_dir={tmp_path}", "sweep_name=grid")
-    failed, ok = (json.loads(p.read_text()) for p in sorted((tmp_path / "grid").glob("*/record.json")))
+@pytest.mark.parametrize("launcher", [[], ["launcher=joblib", "hydra.launcher.n_jobs=2"]], ids=["basic", "joblib"])
+def test_failed_run_is_recorded_does_not_stop_the_sweep_and_exits_1(launcher, tmp_path, needs_mnist):
+    result = forgetbench("-m", "stream.dataset=nope,mnist", *launcher, *TINY, f"results_dir={tmp_path}",
+                         "sweep_name=grid", check=False)
+    assert result.returncode == 1, result.stderr
+    paths = sorted((tmp_path / "grid").glob("*/record.json"))
+    failed, ok = (json.loads(p.read_text()) for p in paths)
     assert failed["status"] == "failed" and "unknown dataset 'nope'" in failed["error"]
     assert ok["status"] == "ok"
-    assert "[run 1/2] split_mnist__class__naive__s0: FAILED with" in result.stderr
+    assert "[run 1/2] split_mnist__class__naive__s0: FAILED with ValueError: unknown dataset 'nope'" in result.stderr
+    assert f"see {paths[0]}" in result.stderr  # the record it points at exists
+    assert "forgetbench: sweep of 2 run(s): 1 failed, 1 ok" in result.stdout
+    assert f"  failed: {paths[0]}" in result.stderr.splitlines()
+
+
+def test_sweep_of_ok_runs_exits_0(tmp_path, needs_mnist):
+    result = forgetbench("-m", "seed=0,1", *TINY, f"results_dir={tmp_path}", "sweep_name=grid")
+    assert result.returncode == 0 and "forgetbench: sweep of 2 run(s): 2 ok" in result.stdout
+    assert "FAILED" not in result.stderr
 
 
 def test_failed_single_run_exits_nonzero(tmp_path, needs_mnist):
