@@ -292,6 +292,27 @@ def _strategy_hints(info) -> dict:
     return hints
 
 
+def _stream_problems(stream: dict) -> list[str]:
+    """The dataset exists, and a split stream divides its classes evenly (and orders all of them)."""
+    from forgetbench.benchmarks.data import SPECS
+
+    dataset, n = stream.get("dataset"), stream.get("n_experiences")
+    if dataset not in SPECS:
+        return [f"stream.dataset={dataset}: must be one of {', '.join(SPECS)}"]
+    classes = SPECS[dataset].classes
+    if stream.get("kind") != "split" or not isinstance(n, int) or n < 1:
+        return []
+    problems = []
+    if classes % n:
+        divisors = [str(d) for d in range(1, classes + 1) if classes % d == 0]
+        problems.append(f"stream.n_experiences={n}: {dataset}'s {classes} classes cannot be split into {n} "
+                        f"equal experiences; must be one of {', '.join(divisors)}")
+    order = stream.get("class_order")
+    if order is not None and sorted(order) != list(range(classes)):
+        problems.append(f"stream.class_order={order}: must be a permutation of 0..{classes - 1}, or null")
+    return problems
+
+
 def invalid_values(config: dict, strategy_info) -> list[str]:
     rules = dict(RULES)
     for group in ("model", "optimizer"):
@@ -305,7 +326,7 @@ def invalid_values(config: dict, strategy_info) -> list[str]:
             rules.update({f"{group}.{k}": v for k, v in hints.items() if k in node and f"{group}.{k}" not in rules})
     if strategy_info is not None and not strategy_info.open_params:
         rules.update({f"strategy.{k}": v for k, v in _strategy_hints(strategy_info).items()})
-    problems = []
+    problems = _stream_problems(config.get("stream") or {})
     for dotted, hint in rules.items():
         value = _lookup(config, dotted)
         if value is not _ABSENT and not conforms(value, hint):

@@ -30,6 +30,10 @@ BAD_VALUES = {  # override -> the one line expected
     "strategy=agem strategy.patterns_per_exp=0": "strategy.patterns_per_exp=0: must be an integer >= 1",
     "strategy=replay strategy.buffer=fifo": "strategy.buffer=fifo: must be one of experience_balanced, class_balanced, reservoir",
     "strategy=online_ewc strategy.decay_factor=2": "strategy.decay_factor=2: must be a number >= 0 and <= 1",
+    "stream.dataset=nope": "stream.dataset=nope: must be one of mnist, fashion_mnist, cifar10, cifar100",
+    "stream.n_experiences=3": "stream.n_experiences=3: mnist's 10 classes cannot be split into 3 equal experiences; "
+                              "must be one of 1, 2, 5, 10",
+    "stream.class_order=[0,1,2]": "stream.class_order=[0, 1, 2]: must be a permutation of 0..9, or null",
     "+epoch=2": "unknown config key 'epoch'; did you mean epochs?",
     "+stream.max_train_per_experience=5": "unknown config key 'stream.max_train_per_experience'; did you mean stream.max_train_per_exp?",
     "optimizer=sgd +optimizer.momentun=0.9": "unknown config key 'optimizer.momentun'; did you mean optimizer.momentum?",

@@ -74,8 +74,11 @@ def test_offline_wandb_run_holds_matrix_curves_and_summary(offline, mnist_root, 
 
 def test_crashed_run_closes_wandb_with_failure_code(offline, mnist_root, tmp_path):
     out = tmp_path / "sweep" / "bad"
-    with pytest.raises(ValueError):
-        run(compose_cfg(["strategy=naive", *TINY, *WANDB, "stream.n_experiences=3"]), out)
+    from forgetbench.benchmarks.protocol import DivergenceError
+
+    with pytest.raises(DivergenceError):  # crashes mid-training, after the W&B run started
+        run(compose_cfg(["strategy=naive", *TINY, *WANDB, "optimizer=sgd", "optimizer.lr=1e4",
+                         "stream.max_train_per_exp=96"]), out)
     assert summarize_run(_wandb_file(out))["exit_code"] == 1
     assert json.loads((out / "record.json").read_text())["status"] == "failed"
 
