@@ -309,7 +309,7 @@ def summarize(outcomes: list[dict], expected: int | None) -> tuple[int, list[str
     return (1 if bad or missing else 0), lines
 
 
-class SweepSizeCallback(Callback):
+class SweepCallback(Callback):
     """The sweep's bookkeeping, in the launching process. At the start: the sweep's size into the
     environment (the jobs, also joblib's workers, inherit it) for "[run k/N]", a folder for the
     jobs' outcomes, and ``runs.csv`` regenerated from the records (a resumed sweep starts from a

@@ -90,9 +90,9 @@ def test_failed_run_is_recorded_does_not_stop_the_sweep_and_exits_1(launcher, tm
     assert result.returncode == 1, result.stderr
     paths = sorted((tmp_path / "grid").glob("*/record.json"))
     failed, ok = (json.loads(p.read_text()) for p in paths)
-    assert failed["status"] == "failed" and "unknown dataset 'nope'" in failed["error"]
+    assert failed["status"] == "failed" and "stream.dataset=nope: must be one of mnist" in failed["error"]
     assert ok["status"] == "ok"
-    assert "[run 1/2] split_mnist__class__naive__s0: FAILED with ValueError: unknown dataset 'nope'" in result.stderr
+    assert "[run 1/2] split_mnist__class__naive__s0: FAILED with stream.dataset=nope: must be one of" in result.stderr
     assert f"see {paths[0]}" in result.stderr  # the record it points at exists
     assert "forgetbench: sweep of 2 run(s): 1 failed, 1 ok" in result.stdout
     assert f"  failed: {paths[0]}" in result.stderr.splitlines()
@@ -106,5 +106,5 @@ def test_sweep_of_ok_runs_exits_0(tmp_path, needs_mnist):
 
 def test_failed_single_run_exits_nonzero(tmp_path, needs_mnist):
     result = forgetbench("stream.dataset=nope", *TINY, f"results_dir={tmp_path}", check=False)
-    assert result.returncode != 0
-    assert "unknown dataset 'nope'" in result.stderr
+    assert result.returncode == 2  # a user error: one line naming the fix, no traceback
+    assert "forgetbench: error: stream.dataset=nope: must be one of mnist" in result.stderr
