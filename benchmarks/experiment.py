@@ -272,12 +272,7 @@ def _write(out_dir: Path, record: dict) -> tuple[Path | None, OSError | None]:
         with records.interrupts_deferred():
             where, problem = records.save_run(out_dir, record)
             if where == out_dir:
-                try:
-                    records.rebuild_runs_csv(out_dir.parent)
-                except OSError as error:  # runs.csv is a view: the record is safe, the view can be rebuilt
-                    print(f"forgetbench: warning: could not update {out_dir.parent / 'runs.csv'} ({error}); "
-                          f"`forgetbench-runs {out_dir.parent}` rebuilds it from the records",
-                          file=sys.stderr, flush=True)
+                records.refresh_runs_csv(out_dir.parent)
     except KeyboardInterrupt as interrupt:  # Ctrl-C during the write: raised now that the write is done
         _tag(interrupt, (where or out_dir) / "record.json")
         raise

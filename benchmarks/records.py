@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import datetime as dt
+import errno
 import fcntl
 import io
 import json
@@ -274,6 +275,16 @@ def rebuild_runs_csv(folder: Path) -> tuple[Path, int]:
         writer.writerows(rows)
         atomic_write_text(path, buf.getvalue())
     return path, len(rows)
+
+
+def refresh_runs_csv(folder: Path) -> None:
+    """:func:`rebuild_runs_csv`, warning instead of raising: ``runs.csv`` is a view, the records stay intact."""
+    try:
+        rebuild_runs_csv(folder)
+    except OSError as error:
+        if error.errno != errno.ENOENT:  # no sweep folder (yet): nothing to view
+            print(f"forgetbench: warning: could not update {Path(folder) / 'runs.csv'} ({error}); "
+                  f"`forgetbench-runs {folder}` rebuilds it from the records", file=sys.stderr, flush=True)
 
 
 def flatten(d: dict, prefix: str = "") -> dict:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import datetime as dt
-import errno
 import hashlib
 import json
 import os
@@ -33,7 +32,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from forgetbench.benchmarks.records import atomic_write_text, read_record, rebuild_runs_csv
+from forgetbench.benchmarks.records import atomic_write_text, read_record, refresh_runs_csv
 
 # Dotted config keys that do not change what a run computes.
 VOLATILE = ("hydra", "progress", "force", "threads", "results_dir", "sweep_name", "run_name",
@@ -327,7 +326,7 @@ class SweepCallback(Callback):
         os.environ[OUTCOMES_ENV] = str(self.outcomes.resolve())
         _active.update(sweep_dir=self.sweep_dir, outcomes=self.outcomes)
         if self.sweep_dir.is_dir():
-            _rebuild_quietly(self.sweep_dir)
+            refresh_runs_csv(self.sweep_dir)
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         global _exit_code
@@ -337,22 +336,13 @@ class SweepCallback(Callback):
             if outcome and "status" in outcome:
                 outcomes.append(outcome)
         if self.sweep_dir.is_dir():
-            _rebuild_quietly(self.sweep_dir)
+            refresh_runs_csv(self.sweep_dir)
         _exit_code, lines = summarize(outcomes, self.size)
         print(lines[0], flush=True)
         for line in lines[1:]:
             print(line, file=sys.stderr if _exit_code else sys.stdout, flush=True)
         abandon()  # the outcomes are read: remove their folder (and .outcomes/ when no other sweep reports there)
         _active.clear()
-
-
-def _rebuild_quietly(sweep_dir: Path) -> None:
-    try:
-        rebuild_runs_csv(sweep_dir)
-    except OSError as error:
-        if error.errno != errno.ENOENT:
-            print(f"forgetbench: warning: could not rebuild {sweep_dir / 'runs.csv'} ({error}); "
-                  f"the records are intact: forgetbench-runs {sweep_dir} rebuilds it", file=sys.stderr, flush=True)
 
 
 def run_label(job_num: int) -> str:

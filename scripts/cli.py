@@ -100,10 +100,15 @@ def sweep_job(cfg: DictConfig, job_num: int, out_dir: Path) -> None:
     _in_sweep = True
     label = f"{sweep.run_label(job_num)} {cfg.run_name}"
     sweep_dir = out_dir.parent
-    done = None if cfg.force else sweep.find_finished(cfg, sweep_dir)
-    if done is not None:
-        print(f"{label}: skipped, already finished in {done} (force=true re-runs it)", flush=True)
-        sweep.report(job_num, "skipped", done / "record.json")
+
+    def skip_if_finished() -> bool:
+        done = None if cfg.force else sweep.find_finished(cfg, sweep_dir)
+        if done is not None:
+            print(f"{label}: skipped, already finished in {done} (force=true re-runs it)", flush=True)
+            sweep.report(job_num, "skipped", done / "record.json")
+        return done is not None
+
+    if skip_if_finished():
         return
     try:
         claim = sweep.claim(cfg, sweep_dir, out_dir)
@@ -120,10 +125,7 @@ def sweep_job(cfg: DictConfig, job_num: int, out_dir: Path) -> None:
             o = claim.took_over
             print(f"{label}: taking over from a stale claim (pid {o.get('pid')} on {o.get('host')}, "
                   f"since {o.get('started_at')})", flush=True)
-        done = None if cfg.force else sweep.find_finished(cfg, sweep_dir)  # finished while we were claiming?
-        if done is not None:
-            print(f"{label}: skipped, already finished in {done} (force=true re-runs it)", flush=True)
-            sweep.report(job_num, "skipped", done / "record.json")
+        if skip_if_finished():  # finished while we were claiming?
             return
         print(label, flush=True)
         try:
