@@ -12,6 +12,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from forgetbench.benchmarks.leaderboard import GROUP, Leaderboard
+from forgetbench.benchmarks.metrics import seen_accuracy
 from forgetbench.benchmarks.plots import heatmap
 from forgetbench.benchmarks.tables import BLOCK, cells, references
 
@@ -46,11 +47,6 @@ def png(fig: Figure) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
     return f'<img alt="figure" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
-
-
-def seen_accuracy(matrix: np.ndarray) -> np.ndarray:
-    """Mean accuracy over the experiences seen so far, after each training stage (NaN where no row)."""
-    return np.array([np.mean(matrix[i + 1, : i + 1]) for i in range(matrix.shape[1])])
 
 
 def curves(matrices: dict, title: str) -> Figure:

@@ -36,6 +36,19 @@ def learning_accuracy(R) -> np.ndarray:
     return np.array([R[j + 1, j] for j in range(T)])
 
 
+def seen_accuracy(R) -> np.ndarray:
+    """A_i = 1/i sum_{j<i} R[i, j] for i = 1..T: mean accuracy on the experiences seen so far, after
+    each one (NaN where the row is missing)."""
+    R = _matrix(R)
+    return np.array([R[i, :i].mean() for i in range(1, R.shape[0])])
+
+
+def average_incremental_accuracy(R) -> float:
+    """Average incremental accuracy = 1/T sum_i A_i (Rebuffi et al. 2017, iCaRL): the mean over the
+    whole stream of the accuracy on what has been seen so far (:func:`seen_accuracy`)."""
+    return _mean(seen_accuracy(R))
+
+
 def backward_transfer(R) -> float:
     """BWT = 1/(T-1) sum_{j<T-1} (R[T, j] - R[j+1, j]) (Lopez-Paz & Ranzato 2017); negative = forgetting."""
     R = _matrix(R)
@@ -85,6 +98,7 @@ def summarize(R, reference=None) -> dict:
     """Every metric, as plain Python numbers (NaN where undefined)."""
     return {
         "acc": average_accuracy(R),
+        "avg_inc_acc": average_incremental_accuracy(R),
         "bwt": backward_transfer(R),
         "fwt": forward_transfer(R),
         "forgetting": average_forgetting(R),

@@ -15,7 +15,7 @@ The public API (everything else is internal and may change)::
 - strategies: :func:`register_strategy`, :class:`Memory`, :class:`Bounds` (a parameter's range, as
   ``Annotated[int, Bounds(min=1)]``), :func:`list_strategies`, :func:`get_strategy`,
   and the Avalanche bases a strategy builds on: :class:`SupervisedTemplate`, :class:`SupervisedPlugin`;
-- metrics (pure functions of the accuracy matrix): :func:`summarize`, :func:`average_accuracy`,
+- metrics (pure functions of the accuracy matrix): :func:`summarize`, :func:`average_accuracy`, :func:`average_incremental_accuracy`, :func:`seen_accuracy`,
   :func:`backward_transfer`, :func:`forward_transfer`, :func:`average_forgetting`,
   :func:`forgetting_per_experience`, :func:`learning_accuracy`, :func:`intransigence`.
 
@@ -39,7 +39,7 @@ _API = {
     "SupervisedTemplate": "avalanche.training.templates",
     "SupervisedPlugin": "avalanche.core",
     **{name: "forgetbench.benchmarks.metrics" for name in (
-        "summarize", "average_accuracy", "backward_transfer", "forward_transfer", "average_forgetting",
+        "summarize", "average_accuracy", "average_incremental_accuracy", "seen_accuracy", "backward_transfer", "forward_transfer", "average_forgetting",
         "forgetting_per_experience", "learning_accuracy", "intransigence")},
 }
 __all__ = sorted(_API)

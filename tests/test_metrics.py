@@ -19,6 +19,13 @@ def test_average_accuracy():
     assert metrics.average_accuracy(R) == pytest.approx((0.5 + 0.6 + 0.9) / 3)
 
 
+def test_average_incremental_accuracy_averages_accuracy_on_what_was_seen_so_far():
+    # after e0: 0.9; after e1: (0.7+0.8)/2 = 0.75; after e2: (0.5+0.6+0.9)/3 = 2/3
+    np.testing.assert_allclose(metrics.seen_accuracy(R), [0.9, 0.75, 2 / 3])
+    assert metrics.average_incremental_accuracy(R) == pytest.approx((0.9 + 0.75 + 2 / 3) / 3)
+    assert metrics.summarize(R)["avg_inc_acc"] == pytest.approx((0.9 + 0.75 + 2 / 3) / 3)
+
+
 def test_backward_transfer():
     # (R[3,0]-R[1,0] + R[3,1]-R[2,1]) / 2 = (-0.4 - 0.2) / 2
     assert metrics.backward_transfer(R) == pytest.approx(-0.3)
@@ -66,7 +73,7 @@ def test_joint_matrix_with_missing_rows_reports_nan_not_guesses():
     J[3] = [0.9, 0.8, 0.7]
     s = metrics.summarize(J)
     assert s["acc"] == pytest.approx(0.8)
-    assert all(math.isnan(s[k]) for k in ("bwt", "fwt", "forgetting", "learning_acc"))
+    assert all(math.isnan(s[k]) for k in ("bwt", "fwt", "forgetting", "learning_acc", "avg_inc_acc"))
 
 
 def test_task_il_matrix():
