@@ -4,12 +4,16 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# Real MNIST for this workplace lives in ../shared/data; elsewhere ./data (downloaded on demand).
-FORGETBENCH_DATA ?= $(if $(wildcard ../shared/data/MNIST/raw),$(abspath ../shared/data),$(CURDIR)/data)
-export FORGETBENCH_DATA
+# Data: forgetbench reads $FORGETBENCH_DATA, else ./data (the CLI's default, so every command works
+# from the clone after set-up). Where a data folder already sits beside the clone (../shared/data, as
+# on this project's machines), `data` links to it; elsewhere the demo lets torchvision download MNIST.
+SHARED_DATA := $(wildcard ../shared/data/MNIST/raw)
 
 .PHONY: install demo test bench clean
-install: $(VENV)/.installed
+install: $(VENV)/.installed data
+
+data:
+	$(if $(SHARED_DATA),ln -s ../shared/data data,mkdir -p data)
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)

@@ -4,7 +4,9 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import math
+import os
 import random
+import shlex
 import sys
 import time
 import traceback
@@ -20,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from forgetbench.benchmarks import records, schema
 from forgetbench.benchmarks.metrics import summarize
 from forgetbench.benchmarks.streams import KINDS, SCENARIOS
+from forgetbench.benchmarks.sweep import COMMAND_ENV
 
 
 class ConfigError(ValueError):
@@ -109,13 +112,22 @@ def build_strategy(cfg: DictConfig, info, model, stream, device, plugins):
     """The strategy ``info`` stands for, with the config's parameters and the harness's arguments."""
     from forgetbench.benchmarks.fastdata import with_fast_data
 
+    from forgetbench.benchmarks.training import ActiveClasses, IterationBudget, SeenClassesLoss
+
     optimizer = _build(cfg.optimizer, _partial_=True)(model.parameters())
+    criterion, epochs = torch.nn.CrossEntropyLoss(), cfg.epochs
+    if cfg.get("iterations"):  # the same number of steps per experience for every strategy (offline: T x)
+        epochs = cfg.iterations * (stream.num_experiences if info.offline else 1)
+        plugins = [*plugins, IterationBudget(epochs)]  # as many epochs as steps: the budget, not epochs, ends it
+    if cfg.get("active_classes") == "seen":
+        criterion = SeenClassesLoss(stream.num_outputs)
+        plugins = [*plugins, ActiveClasses(criterion)]
     strategy = with_fast_data(info.cls)(
         model=model,
         optimizer=optimizer,
-        criterion=torch.nn.CrossEntropyLoss(),
+        criterion=criterion,
         train_mb_size=cfg.batch_size,
-        train_epochs=cfg.epochs,
+        train_epochs=epochs,
         eval_mb_size=cfg.eval_batch_size,
         device=device,
         evaluator=silent_evaluator,
@@ -147,9 +159,14 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
     record's path as ``error.record_path``. A finished run prints its summary first, then writes its
     files; when its run dir can't take them (disk full, permissions) they go to a fallback folder
     (:func:`records.save_run`) and :class:`records.RecordNotSaved` is raised, naming it."""
+    knobs = cfg.get(schema.PER_STRATEGY)
+    if knobs is not None:  # the run's own strategy's entries join ``strategy``: what it computes and records
+        cfg = OmegaConf.create(schema.fold_per_strategy(OmegaConf.to_container(cfg, resolve=True)))
+        knobs = OmegaConf.to_container(knobs, resolve=True)
     if out_dir is None:
         out_dir = Path(cfg.results_dir) / "python" / f"{dt.datetime.now():%Y-%m-%d_%H-%M-%S}__{cfg.run_name}"
     out_dir = Path(out_dir)
+    command, sweep_command = commands()
     record = {
         "run_id": out_dir.name,
         "status": "running",
@@ -163,6 +180,8 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
         "git_commit": None,
         "versions": None,
         "config": OmegaConf.to_container(cfg, resolve=True),
+        "command": command,  # this run alone; None from Python
+        "sweep_command": sweep_command,  # the whole sweep's command line; None for a single run
     }
     sink = None
     start = time.perf_counter()
@@ -172,6 +191,9 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
 
         record["git_commit"] = records.git_commit()
         record["versions"] = records.versions()
+        problems = schema.per_strategy_problems(knobs)
+        if problems:
+            raise ConfigError("\n".join(problems))
         info = validate(cfg)
         record["strategy_info"] = strategy_record(info)
         device = resolve_device(cfg.device)
@@ -183,6 +205,7 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
         sink = _wandb_sink(cfg, record, out_dir)
         stream = _build(cfg.stream).to(device)
         record["stream_info"] = stream.info
+        record["eval_split"] = stream.eval_split  # what the accuracy matrix is computed on: "validation" or "test"
         model = _build(cfg.model, input_shape=stream.input_shape, num_outputs=stream.num_outputs,
                        num_heads=stream.num_heads)
         recorder = MatrixRecorder(stream.num_experiences, progress=cfg.progress,
@@ -245,6 +268,22 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
     if where != out_dir:
         raise records.RecordNotSaved(record, out_dir, where, problem)
     return record
+
+
+def commands() -> tuple[str | None, str | None]:
+    """(the command that reproduces this run alone, the sweep's command line) when run by the
+    ``forgetbench`` command (None, None from Python). The sweep's is what ``forgetbench`` was called
+    with (:data:`COMMAND_ENV`, inherited by launcher workers)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return None, None
+    hydra_cfg = HydraConfig.get()
+    job = shlex.join(["forgetbench", *hydra_cfg.overrides.task])
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        return job, os.environ.get(COMMAND_ENV)
+    return os.environ.get(COMMAND_ENV, job), None
 
 
 def _wandb_sink(cfg: DictConfig, record: dict, out_dir: Path):

@@ -1,6 +1,8 @@
-"""The leaderboard as one self-contained HTML page: a sortable table (a few lines of inline JS),
-the mean accuracy matrix of every strategy as a heatmap, and accuracy-over-experiences curves.
-Figures are matplotlib PNGs embedded as base64, so the page opens without network.
+"""The leaderboard as one self-contained HTML page: the sortable table first (a few lines of inline JS),
+its notes right under it, the published numbers' sources, the commands and ``--note`` sentences in a
+collapsed section, then per (stream, scenario, split) accuracy-over-experiences curves and the mean
+accuracy matrix of every strategy as a heatmap. Figures are matplotlib PNGs embedded as base64, so
+the page opens without network; they are shown at their own aspect ratio.
 """
 from __future__ import annotations
 
@@ -21,12 +23,13 @@ body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
 table { border-collapse: collapse; font-size: 14px; }
 th, td { padding: 4px 10px; border-bottom: 1px solid #ddd; text-align: right; white-space: nowrap; }
 th { cursor: pointer; background: #f3f3f3; user-select: none; }
-th:nth-child(-n+4), td:nth-child(-n+4) { text-align: left; }
 pre { background: #f6f6f6; padding: 8px; white-space: pre-wrap; }
-.figures { display: flex; flex-wrap: wrap; gap: 12px; }
-.figures img { border: 1px solid #eee; }
+.notes { background: #fff6e0; border-left: 4px solid #e0a000; padding: 4px 12px; margin: 8px 0; }
+.figures { display: flex; flex-wrap: wrap; gap: 12px; align-items: flex-start; }
+.figures img { border: 1px solid #eee; max-width: 100%; height: auto; }
 ul.refs { list-style: none; padding-left: 0; }
-"""
+ul.refs ul { list-style: none; padding-left: 1.5em; }
+""" + f"th:nth-child(-n+{len(GROUP)}), td:nth-child(-n+{len(GROUP)}) {{ text-align: left; }}\n"  # the group columns
 
 # Click a header to sort by it (numbers by their leading value, text otherwise); click again to reverse.
 SORT_JS = """
@@ -42,19 +45,32 @@ document.querySelectorAll("table.sortable th").forEach((th, col) => th.addEventL
 """
 
 
+DPI = 90  # a figure's point is DPI / 72 px on the page (images are shown at their size, or smaller)
+
+
 def png(fig: Figure) -> str:
     """An ``<img>`` holding the figure as a base64 PNG."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
     return f'<img alt="figure" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
 
 
-def curves(matrices: dict, title: str) -> Figure:
+def name(key: tuple) -> str:
+    group = dict(zip(GROUP, key))
+    return f"{group['strategy']} ({group['model']})"
+
+
+def curves(matrices: dict, offline, title: str) -> Figure:
+    """Mean accuracy on the experiences seen so far, after each; an offline strategy's, which exists only
+    after all experiences, as a dashed line."""
     fig = Figure(figsize=(4.6, 3.2))
     ax = fig.add_subplot()
     for key, matrix in matrices.items():
         y = seen_accuracy(matrix)
-        ax.plot(np.arange(1, len(y) + 1), y, marker="o", label=f"{key[3]} ({key[2]})")
+        if offline[key]:
+            ax.axhline(y[-1], linestyle="--", color="grey", label=f"{name(key)}, offline: after all")
+        else:
+            ax.plot(np.arange(1, len(y) + 1), y, marker="o", label=name(key))
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("experiences trained")
     ax.set_ylabel("mean accuracy on seen experiences")
@@ -71,26 +87,42 @@ def table_html(lb: Leaderboard) -> str:
     return f'<table class="sortable"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
-def to_html(lb: Leaderboard, header_lines=(), title: str = "forgetbench leaderboard") -> str:
-    matrices = lb.matrices()
+def items(lines) -> str:
+    return "".join(f"<li>{html.escape(line)}</li>" for line in lines)
+
+
+def figures(lb: Leaderboard) -> str:
+    """Per (stream, scenario, split): the curves, then each strategy's heatmap."""
+    matrices, offline = lb.matrices(), lb.table.set_index(GROUP)["offline"]
     sections = []
     for block in sorted({tuple(key[GROUP.index(c)] for c in BLOCK) for key in matrices}):
         in_block = {k: m for k, m in matrices.items() if tuple(k[GROUP.index(c)] for c in BLOCK) == block}
-        name = " / ".join(block)
-        maps = "".join(png(heatmap(m, f"{k[3]} ({k[2]})")) for k, m in in_block.items())
-        sections.append(f"<h3>{html.escape(name)}</h3><div class='figures'>{png(curves(in_block, name))}{maps}</div>")
-    notes = "".join(f"<li>{html.escape(n)}</li>" for n in references(lb))
+        title = " / ".join(block)
+        maps = "".join(png(heatmap(m, name(k), offline=offline[k])) for k, m in in_block.items())
+        sections.append(f"<h3>{html.escape(title)}</h3>"
+                        f"<div class='figures'>{png(curves(in_block, offline, title))}{maps}</div>")
+    return "".join(sections)
+
+
+def to_html(lb: Leaderboard, commands=(), remarks=(), title: str = "forgetbench leaderboard") -> str:
+    notes = lb.notes()
+    sources = "".join(f"<li>{html.escape(entry)}<ul>{items(protocols)}</ul></li>" if protocols
+                      else f"<li>{html.escape(entry)}</li>" for entry, protocols in references(lb))
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{STYLE}</style></head>
 <body>
 <h1>{html.escape(title)}</h1>
-<pre>{html.escape(chr(10).join(header_lines))}</pre>
-<p>Mean ± half-width of the 95% Student-t confidence interval over seeds; best mean per (stream, scenario) in bold (upper bounds such as joint training excluded).
-Click a column header to sort.</p>
 {table_html(lb)}
-{f"<h2>Published numbers</h2><ul class='refs'>{notes}</ul>" if notes else ""}
+{f"<div class='notes'><b>Notes</b><ul>{items(notes)}</ul></div>" if notes else ""}
+<p>Mean ± half-width of the {lb.confidence * 100:g}% Student-t confidence interval over seeds; best mean per (stream,
+scenario, split) in bold (upper bounds such as joint training excluded). Click a column header to sort.</p>
+{f"<h2>Published numbers</h2><ul class='refs'>{sources}</ul>" if sources else ""}
+<details><summary>The commands that made this table{" and notes on it" if remarks else ""}</summary>
+<pre>{html.escape(chr(10).join(commands))}</pre>
+{"".join(f"<p>{html.escape(remark)}</p>" for remark in remarks)}
+</details>
 <h2>Accuracy over experiences and mean accuracy matrices</h2>
-{"".join(sections)}
+{figures(lb)}
 <script>{SORT_JS}</script>
 </body></html>
 """

@@ -1,17 +1,19 @@
-"""Leaderboard: run records -> one row per (stream, scenario, model, strategy), mean ± 95% CI over seeds,
-next to published numbers whose protocol matches.
+"""Leaderboard: run records -> one row per (stream, scenario, split, model, strategy), mean ± 95% CI over
+seeds, next to published numbers whose protocol matches (test-split rows only: papers report test numbers).
 
 Reads every ``record.json`` under the given directories (sweep directories, or ``results/runs``).
 A run counted twice (same resolved config, e.g. re-run with ``force=true``) counts once: its
 latest finished record. Failed (or interrupted) runs are left out and reported. A record that
 cannot be used (unreadable JSON, not a JSON object, another status, an ok record missing what the
-table needs) is skipped with a warning naming the file and why. Intransigence is recomputed
-against the joint-training runs read (same stream, scenario, model and seed), so it does not
-depend on whether a run finished before its joint reference did.
+table needs) is skipped with a warning naming the file and why. Those warnings, the failed runs and
+the groups that mix settings are the board's :meth:`~Leaderboard.notes`, shown in every output.
+Intransigence is recomputed against the joint-training runs read (same stream, scenario, model and
+seed), so it does not depend on whether a run finished before its joint reference did.
 """
 from __future__ import annotations
 
 import json
+import string
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,29 +27,39 @@ from forgetbench.benchmarks.records import flatten, reference_key
 from forgetbench.benchmarks.stats import mean_ci
 from forgetbench.benchmarks.sweep import config_key, identity
 
-GROUP = ["stream", "scenario", "model", "strategy"]
+GROUP = ["stream", "scenario", "eval_split", "model", "strategy"]  # eval_split: "test", or "validation"
 # metric -> (column title, higher is better)
 METRICS = {
     "acc": ("ACC", True),
+    "avg_inc_acc": ("Avg inc. ACC", True),
     "bwt": ("BWT", True),
     "fwt": ("FWT", True),
     "forgetting": ("Forgetting", False),
     "intransigence": ("Intransigence", False),
     "time": ("Time (s)", False),
 }
-REFERENCE_COLUMNS = [*GROUP, "metric", "value", "reported", "conditions", "citation", "protocol"]
+PUBLISHED_KEY = ["stream", "scenario", "model", "strategy"]  # what a published number is matched on
+REFERENCE_COLUMNS = [*PUBLISHED_KEY, "metric", "value", "reported", "conditions", "citation", "protocol"]
 LEGACY_UPPER_BOUNDS = ("joint", "cumulative")  # records written before strategies declared upper_bound
+LEGACY_OFFLINE = ("joint",)  # ... or offline
 FAILED = ("failed", "interrupted")  # left out and reported (until a later run of the config finishes)
 
 
 @dataclass
 class Leaderboard:
-    table: pd.DataFrame  # GROUP, n, upper_bound, memory_samples, memory_bytes, <metric>_mean, <metric>_ci,
-    #                      published_<metric>, published_ref
+    table: pd.DataFrame  # GROUP, n, upper_bound, offline, memory_samples, memory_bytes, <metric>_mean, <metric>_ci,
+    #                      published_<metric>, published_<metric>_ref (a marker of ``references``)
     runs: pd.DataFrame  # one row per counted run
-    references: pd.DataFrame  # citation and protocol of the published numbers shown (published_ref: row + 1)
+    references: pd.DataFrame  # citation, protocol and marker (1, or 2a, 2b, ...) of the published numbers shown
     failed: list[str] = field(default_factory=list)  # paths of failed or interrupted runs, left out
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # groups that mix settings, then records skipped
+    commands: list[str] = field(default_factory=list)  # what made the runs (:func:`run_commands`)
+    confidence: float = 0.95
+
+    def notes(self) -> list[str]:
+        """What a reader of the numbers must know, one line each, in every output and on the terminal."""
+        failed = [f"left out {len(self.failed)} failed run(s): {', '.join(self.failed)}"] if self.failed else []
+        return [*self.warnings, *failed]
 
     def matrices(self) -> dict[tuple, np.ndarray]:
         """Mean accuracy matrix ((T+1) x T, NaN where no run has the row) per group."""
@@ -69,7 +81,7 @@ class NoRunsError(FileNotFoundError):
 
 
 # what an ok record must hold for the table: key -> what its value must be
-REQUIRED = {**{k: str for k in GROUP}, "seed": int, "accuracy_matrix": list, "metrics": dict, "timings": dict,
+REQUIRED = {**{k: str for k in PUBLISHED_KEY}, "seed": int, "accuracy_matrix": list, "metrics": dict, "timings": dict,
             "config": dict}
 _KIND = {str: "a string", int: "an integer", list: "a list", dict: "an object"}
 
@@ -134,17 +146,21 @@ def load_runs(dirs) -> tuple[pd.DataFrame, list[str], list[str]]:
         if why:
             skipped.append(f"skipped {path}: {why}")
             continue
-        row = {k: record[k] for k in (*GROUP, "seed")}
+        row = {k: record[k] for k in (*PUBLISHED_KEY, "seed")}
+        row["eval_split"] = record.get("eval_split") or "test"  # records from before validation splits: test
         row.update({m: record["metrics"].get(m) for m in METRICS if m != "time"})
         memory, info = record.get("memory") or {}, record.get("strategy_info") or {}
         row.update(memory_samples=memory.get("samples"), memory_bytes=memory.get("bytes"),
-                   upper_bound=info.get("upper_bound", record["strategy"] in LEGACY_UPPER_BOUNDS))
+                   upper_bound=info.get("upper_bound", record["strategy"] in LEGACY_UPPER_BOUNDS),
+                   offline=info.get("offline", record["strategy"] in LEGACY_OFFLINE))
         row.update(time=record["timings"]["total_seconds"], accuracy_matrix=record["accuracy_matrix"],
                    config=record["config"], key=config_key(record["config"]),
+                   command=record.get("command") or "", sweep_command=record.get("sweep_command") or "",
+                   started_at=record.get("started_at") or record.get("finished_at") or "",
                    finished_at=record.get("finished_at", ""), path=str(path.parent))
         rows.append(row)
-    columns = [*GROUP, "seed", *METRICS, "memory_samples", "memory_bytes", "upper_bound", "accuracy_matrix", "config",
-               "key", "finished_at", "path"]
+    columns = [*GROUP, "seed", *METRICS, "memory_samples", "memory_bytes", "upper_bound", "offline", "accuracy_matrix",
+               "config", "key", "command", "sweep_command", "started_at", "finished_at", "path"]
     runs = pd.DataFrame(rows, columns=columns)
     failed = [path for path, key in failed.items() if key not in set(runs["key"])]
     runs = runs.sort_values("finished_at").drop_duplicates("key", keep="last").drop(columns="key")
@@ -169,7 +185,9 @@ def mixed_settings(runs: pd.DataFrame) -> list[str]:
         flat = pd.DataFrame([flatten(identity(c)) for c in group["config"]]).astype(str)
         differing = [c for c in flat.columns if flat[c].nunique() > 1 and c.split(".")[-1] != "seed"]
         if differing:
-            messages.append(f"{'/'.join(key)}: runs differ in {', '.join(differing)}; their mean mixes settings")
+            name = dict(zip(GROUP, key))
+            messages.append(f"{'/'.join(name[k] for k in PUBLISHED_KEY)} ({name['eval_split']}): runs differ in "
+                            f"{', '.join(differing)}; their mean mixes settings")
     return messages
 
 
@@ -203,35 +221,69 @@ def protocol_matches(conditions: str, configs) -> bool:
 
 
 def aggregate(runs: pd.DataFrame, references: pd.DataFrame | None = None, confidence: float = 0.95):
-    """One row per group: n, mean and CI half-width per metric, the published numbers that match."""
+    """One row per group: n, mean and CI half-width per metric, the published numbers that match
+    (test-split groups only); and the sources of those numbers (:func:`cite`)."""
     references = references if references is not None else pd.DataFrame(columns=REFERENCE_COLUMNS)
-    rows, shown = [], []
+    rows, shown = [], {}  # (citation, protocol) of the numbers shown, in order of first use
     for key, group in runs.groupby(GROUP, sort=True):
         row = dict(zip(GROUP, key), n=len(group), upper_bound=bool(group["upper_bound"].any()),
+                   offline=bool(group["offline"].all()),
                    memory_samples=group["memory_samples"].max(), memory_bytes=group["memory_bytes"].max())
         for metric in METRICS:
             row[f"{metric}_mean"], row[f"{metric}_ci"], _ = mean_ci(group[metric], confidence)
-        row["published_ref"] = []
-        candidates = references[(references[GROUP] == pd.Series(dict(zip(GROUP, key)))).all(axis=1)]
-        for _, ref in candidates.iterrows():
-            if protocol_matches(ref["conditions"], group["config"]):
-                source = (ref["citation"], ref["protocol"])
-                if source not in shown:
-                    shown.append(source)
-                row[f"published_{ref['metric']}"] = ref["value"]
-                row["published_ref"].append(shown.index(source) + 1)
+        if row["eval_split"] == "test":  # papers report test-set numbers
+            candidates = references[(references[PUBLISHED_KEY] == pd.Series({k: row[k] for k in PUBLISHED_KEY}))
+                                    .all(axis=1)]
+            for _, ref in candidates.iterrows():
+                if protocol_matches(ref["conditions"], group["config"]):
+                    source = (ref["citation"], ref["protocol"])
+                    shown.setdefault(source)
+                    row[f"published_{ref['metric']}"], row[f"published_{ref['metric']}_ref"] = ref["value"], source
         rows.append(row)
-    return pd.DataFrame(rows), pd.DataFrame(shown, columns=["citation", "protocol"])
+    sources = cite(list(shown))
+    markers = dict(zip(zip(sources["citation"], sources["protocol"]), sources["marker"]))
+    table = pd.DataFrame(rows)
+    for column in [c for c in table if c.startswith("published_") and c.endswith("_ref")]:
+        table[column] = [markers.get(source) for source in table[column]]  # NaN where none
+    return table, sources
 
 
-def sweep_commands(dirs) -> list[str]:
-    """The command line that made each sweep, rebuilt from Hydra's ``multirun.yaml`` in the sweep directory."""
-    commands = []
-    for path in sorted({p for d in dirs for p in Path(d).rglob("multirun.yaml")}):
-        overrides = OmegaConf.load(path).hydra.overrides
-        args = [o for o in overrides.hydra if o != "hydra.mode=MULTIRUN"] + list(overrides.task)
-        commands.append(" ".join(["forgetbench -m", *args]))
-    return commands
+def cite(sources: list[tuple[str, str]]) -> pd.DataFrame:
+    """Markers for (citation, protocol) pairs: one number per citation, in order of first use, and a
+    letter per protocol when a citation has several (1, 2a, 2b): every number of a paper points at its one entry."""
+    protocols: dict[str, list[str]] = {}
+    for citation, protocol in sources:
+        protocols.setdefault(citation, []).append(protocol)
+    rows = [(citation, protocol, f"{number}{string.ascii_lowercase[i] if len(listed) > 1 else ''}")
+            for number, (citation, listed) in enumerate(protocols.items(), start=1)
+            for i, protocol in enumerate(listed)]
+    return pd.DataFrame(rows, columns=["citation", "protocol", "marker"])
+
+
+def multirun_command(sweep_dir: Path) -> str | None:
+    """The sweep's command line rebuilt from Hydra's ``multirun.yaml`` in ``sweep_dir`` (None without one):
+    the fallback for records written before they kept their commands."""
+    path = sweep_dir / "multirun.yaml"
+    if not path.is_file():
+        return None
+    overrides = OmegaConf.load(path).hydra.overrides
+    return " ".join(["forgetbench -m", *[o for o in overrides.hydra if o != "hydra.mode=MULTIRUN"], *overrides.task])
+
+
+def run_commands(runs: pd.DataFrame) -> list[str]:
+    """Every command that made ``runs``, once each, in the order the runs started: a run's sweep command
+    line, else its own command; for older records, its sweep directory's ``multirun.yaml``."""
+    commands, fallback = {}, {}  # (a dict keeps the order); fallback: sweep dir -> its multirun.yaml's
+    for _, run in runs.sort_values("started_at", kind="stable").iterrows():
+        line = run["sweep_command"] or run["command"]
+        if not line:
+            folder = Path(run["path"]).parent
+            if folder not in fallback:
+                fallback[folder] = multirun_command(folder)
+            line = fallback[folder]
+        if line:
+            commands.setdefault(line)
+    return list(commands)
 
 
 def build(dirs, reference_dir: Path | str | None = None, confidence: float = 0.95) -> Leaderboard:
@@ -243,4 +295,4 @@ def build(dirs, reference_dir: Path | str | None = None, confidence: float = 0.9
                           + (f"; {len(skipped)} skipped" if skipped else ""), skipped)
     references = load_references(reference_dir) if reference_dir and Path(reference_dir).is_dir() else None
     table, shown = aggregate(runs, references, confidence)
-    return Leaderboard(table, runs, shown, failed, skipped + mixed_settings(runs))
+    return Leaderboard(table, runs, shown, failed, mixed_settings(runs) + skipped, run_commands(runs), confidence)

@@ -17,6 +17,7 @@ Each problem is one line naming the key, the value and what is allowed.
 from __future__ import annotations
 
 import collections.abc
+import contextlib
 import difflib
 import functools
 import importlib
@@ -39,15 +40,16 @@ class Bounds:
     min: float | None = None
     max: float | None = None
     exclusive_min: bool = False
+    exclusive_max: bool = False
 
     def holds(self, value) -> bool:
         if self.min is not None and (value <= self.min if self.exclusive_min else value < self.min):
             return False
-        return self.max is None or value <= self.max
+        return self.max is None or (value < self.max if self.exclusive_max else value <= self.max)
 
     def __str__(self) -> str:
         low = "" if self.min is None else f"{'>' if self.exclusive_min else '>='} {self.min:g}"
-        high = "" if self.max is None else f"<= {self.max:g}"
+        high = "" if self.max is None else f"{'<' if self.exclusive_max else '<='} {self.max:g}"
         return " and ".join(p for p in (low, high) if p)
 
 
@@ -58,7 +60,9 @@ NonNegative = Annotated[float, Bounds(min=0)]
 Fraction = Annotated[float, Bounds(min=0, max=1)]
 RULES = {  # the harness's keys: type (with bounds)
     "seed": Annotated[int, Bounds(min=0)],
-    "epochs": Annotated[int, POSITIVE],
+    "epochs": Optional[Annotated[int, POSITIVE]],
+    "iterations": Optional[Annotated[int, POSITIVE]],
+    "active_classes": Literal["all", "seen"],
     "batch_size": Annotated[int, POSITIVE],
     "eval_batch_size": Annotated[int, POSITIVE],
     "threads": Optional[Annotated[int, POSITIVE]],
@@ -70,6 +74,7 @@ RULES = {  # the harness's keys: type (with bounds)
     "stream.n_experiences": Annotated[int, POSITIVE],
     "stream.max_train_per_exp": Optional[Annotated[int, POSITIVE]],
     "stream.max_test_per_exp": Optional[Annotated[int, POSITIVE]],
+    "stream.validation": Optional[Annotated[float, Bounds(min=0, max=1, exclusive_max=True)]],
     "optimizer.lr": Annotated[float, Bounds(min=0, exclusive_min=True)],
     "model.dropout": Annotated[float, Bounds(min=0, max=1)],
 }
@@ -210,9 +215,70 @@ def check_overrides(args) -> None:
             if isinstance(parent, DictConfig) and leaf not in parent and OmegaConf.is_struct(parent):
                 where = f" (with {' '.join(chosen)})" if len(combinations) > 1 else ""
                 problem = _unknown(dotted, [f"{parent_key}.{k}" if parent_key else str(k) for k in parent])
+                owners = _strategies_with(leaf, choices.get("strategy", [])) if parent_key == "strategy" else []
+                if owners:  # a knob of some of the swept strategies: say how to set it for those only
+                    value = next((a.split("=", 1)[1] for a in args if a.split("=", 1)[0] == dotted), "...")
+                    problem = (f"unknown config key {dotted!r}{where}: only {', '.join(owners)} ha"
+                               f"{'s' if len(owners) == 1 else 've'} it; set it for "
+                               f"{'that strategy' if len(owners) == 1 else 'those'} alone with "
+                               + " ".join(f"+{PER_STRATEGY}.{o}.{leaf}={value}" for o in owners))
                 problems.append(problem.replace(f"{dotted!r};", f"{dotted!r}{where};", 1))
     if problems:
         raise ConfigError("\n".join(problems))
+
+
+# ---------------------------------------------------------------- per-strategy parameters
+PER_STRATEGY = "per_strategy"
+
+
+def fold_per_strategy(config: dict) -> dict:
+    """``per_strategy.<name>.<param>=v`` sets a parameter of strategy ``<name>`` only, so one sweep
+    can vary each strategy's own knobs (``-m strategy=naive,ewc +per_strategy.ewc.ewc_lambda=10,100``).
+    Returns the config a run computes, records and is identified by: the run's own strategy's entries
+    merged into ``strategy``, ``per_strategy`` removed (naive's runs in that sweep are then one config,
+    run once)."""
+    if PER_STRATEGY not in config:
+        return config
+    knobs = config[PER_STRATEGY] or {}
+    config = {k: v for k, v in config.items() if k != PER_STRATEGY}
+    strategy = config.get("strategy") or {}
+    own = knobs.get(strategy.get("name")) if isinstance(knobs, dict) else None
+    config["strategy"] = {**strategy, **own} if isinstance(own, dict) else strategy
+    return config
+
+
+def per_strategy_problems(knobs: dict | None) -> list[str]:
+    """One line per ``per_strategy`` entry naming no registered strategy or a parameter it lacks."""
+    from forgetbench.strategies.registry import get_strategy
+
+    problems = []
+    for name, params in (knobs or {}).items():
+        if not isinstance(params, dict):
+            problems.append(f"{PER_STRATEGY}.{name} must hold parameters ({PER_STRATEGY}.{name}.<param>=...), "
+                            f"got {params!r}")
+            continue
+        try:
+            info = get_strategy(name)
+        except ValueError as error:
+            problems.append(f"{PER_STRATEGY}.{name}: {error}")
+            continue
+        try:
+            info.params(params)
+        except ValueError as error:
+            problems.append(f"{PER_STRATEGY}.{name}: {str(error).replace('strategy.', f'{PER_STRATEGY}.{name}.')}")
+    return problems
+
+
+def _strategies_with(param: str, names: list[str]) -> list[str]:
+    """The strategies among ``names`` that have parameter ``param``."""
+    from forgetbench.strategies.registry import get_strategy
+
+    out = []
+    for name in names:
+        with contextlib.suppress(ValueError):
+            if param in get_strategy(name).defaults:
+                out.append(name)
+    return out
 
 
 # ---------------------------------------------------------------- values
@@ -313,6 +379,20 @@ def _stream_problems(stream: dict) -> list[str]:
     return problems
 
 
+def _protocol_problems(config: dict) -> list[str]:
+    """The budget is epochs or iterations, never both; seen-classes softmax is a class-IL notion."""
+    problems = []
+    epochs, iterations = config.get("epochs"), config.get("iterations")
+    if (epochs is None) == (iterations is None):
+        problems.append(f"epochs={'null' if epochs is None else epochs} and iterations="
+                        f"{'null' if iterations is None else iterations}: set exactly one budget per experience, "
+                        f"e.g. iterations={iterations or 2000} epochs=null, or epochs={epochs or 1} iterations=null")
+    if config.get("active_classes") == "seen" and config.get("scenario") != "class":
+        problems.append(f"active_classes=seen: only for scenario=class (scenario={config.get('scenario')} has "
+                        "no output of an unseen class to leave out); use active_classes=all")
+    return problems
+
+
 def invalid_values(config: dict, strategy_info) -> list[str]:
     rules = dict(RULES)
     for group in ("model", "optimizer"):
@@ -326,7 +406,7 @@ def invalid_values(config: dict, strategy_info) -> list[str]:
             rules.update({f"{group}.{k}": v for k, v in hints.items() if k in node and f"{group}.{k}" not in rules})
     if strategy_info is not None and not strategy_info.open_params:
         rules.update({f"strategy.{k}": v for k, v in _strategy_hints(strategy_info).items()})
-    problems = _stream_problems(config.get("stream") or {})
+    problems = [*_stream_problems(config.get("stream") or {}), *_protocol_problems(config)]
     for dotted, hint in rules.items():
         value = _lookup(config, dotted)
         if value is not _ABSENT and not conforms(value, hint):

@@ -12,6 +12,7 @@ experience-balanced, 128 current + 128 replayed per step).
 """
 from __future__ import annotations
 
+import json
 import os
 import resource
 import shutil
@@ -104,7 +105,7 @@ def forgetbench(strategy: str, data_root: Path, device, seed=0) -> tuple[float, 
     from forgetbench.benchmarks.experiment import run
 
     overrides = [f"strategy={strategy}", f"seed={seed}", f"data.root={data_root}", f"device={device}",
-                 "progress=false", f"eval_batch_size={EVAL_BATCH}"]
+                 "progress=false", f"eval_batch_size={EVAL_BATCH}", "threads=null"]  # the process's threads, as the others
     if strategy == "replay":
         overrides.append(f"strategy.mem_size={MEM_SIZE}")
     with initialize_config_module(config_module="forgetbench.conf", version_base="1.3"):
@@ -202,7 +203,7 @@ def sweep(data_root: str | None = None, n_jobs: int = 2, grid=SWEEP) -> dict:
     each a fresh ``forgetbench -m`` process on the CPU: serially with torch's default threads, serially
     with 1 thread, and with ``launcher=joblib`` (``n_jobs`` jobs, cores // n_jobs threads each)."""
     root = Path(data_root) if data_root else default_root()
-    variants = {"serial": [], "serial, threads=1": ["threads=1"],
+    variants = {"serial": ["threads=null"], "serial, threads=1": ["threads=1"],
                 f"joblib, {n_jobs} jobs": ["launcher=joblib", f"hydra.launcher.n_jobs={n_jobs}"]}
     times = {}
     with tempfile.TemporaryDirectory() as out:
@@ -215,6 +216,51 @@ def sweep(data_root: str | None = None, n_jobs: int = 2, grid=SWEEP) -> dict:
             times[name] = time.perf_counter() - start
             print(f"  {name}: {times[name]:.1f}s", flush=True)
     return times
+
+
+THREAD_VARIANTS = {  # name -> (overrides, environment)
+    "torch's default threads": (["threads=null"], {}),
+    "threads=1 (default)": (["threads=1"], {}),
+    "default threads, OMP_WAIT_POLICY=PASSIVE": (["threads=null"], {"OMP_WAIT_POLICY": "PASSIVE"}),
+}
+
+
+def threads(data_root: str | None = None, repeats: int = 2) -> dict:
+    """Training seconds (best of ``repeats``) of one Split-MNIST naive run on the CPU per
+    :data:`THREAD_VARIANTS`, each a fresh ``forgetbench`` process, on an idle machine and while another
+    process busy-loops on one core (another user's job on a shared node)."""
+    root = Path(data_root) if data_root else default_root()
+    times: dict = {}
+    with tempfile.TemporaryDirectory() as out:
+        for load in ("idle", "one core busy"):
+            hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if load != "idle" else None
+            try:
+                for name, (extra, env) in THREAD_VARIANTS.items():
+                    runs = []
+                    for i in range(repeats):
+                        run_dir = Path(out) / f"{len(times)}-{i}"
+                        subprocess.run([sys.executable, "-m", "forgetbench.cli", *extra, f"data.root={root}",
+                                        "device=cpu", "progress=false", f"hydra.run.dir={run_dir}"], check=True,
+                                       stdout=subprocess.DEVNULL, cwd=Path(__file__).resolve().parent.parent,
+                                       env={**os.environ, "WANDB_MODE": "disabled", **env})
+                        record = json.loads((run_dir / "record.json").read_text())
+                        runs.append(record["timings"]["train_seconds"])
+                    times[load, name] = min(runs)
+                    print(f"  {load}, {name}: {times[load, name]:.2f}s", flush=True)
+            finally:
+                if hog is not None:
+                    hog.kill()
+    return times
+
+
+def format_threads(times: dict) -> str:
+    names = list(THREAD_VARIANTS)
+    lines = ["| machine | " + " | ".join(f"{n} (s)" for n in names) + f" | {names[0]} / threads=1 |",
+             "|---|" + "---:|" * (len(names) + 1)]
+    for load in dict.fromkeys(load for load, _ in times):
+        row = [times[load, n] for n in names]
+        lines.append(f"| {load} | " + " | ".join(f"{t:.2f}" for t in row) + f" | {row[0] / row[1]:.2f}x |")
+    return "\n".join(["Split-MNIST naive, train seconds (best of 2):", *lines])
 
 
 def format_sweep(times: dict, grid=SWEEP) -> str:

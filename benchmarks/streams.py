@@ -10,15 +10,23 @@ Scenarios (van de Ven & Tolias 2019), valid for every stream:
 - ``class``: one head over all classes seen in the stream;
 - ``task``: task label = experience id, one head per experience, labels local to the experience;
 - ``domain``: one head, labels local to the experience, no task labels.
+
+Validation split (``stream.validation=<fraction>``, :func:`hold_out`): after the stream is built
+(and ``max_train_per_exp`` applied: limit first, then hold out), that fraction of each experience's
+training samples is held out, stratified by class, and the benchmark's evaluation stream is the
+held-out part instead of the test split. Which samples are held out depends only on the seed and
+the data: every strategy run with the same seed sees the same split.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import warnings
 from dataclasses import dataclass, field
 from typing import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -96,24 +104,36 @@ class Stream:
     num_heads: int
     input_shape: tuple[int, ...]
     info: dict = field(default_factory=dict)  # class order, permutation seed, angles: recorded
+    validation_ids: list[torch.Tensor] | None = None  # held-out training samples (see hold_out)
 
     @property
     def num_experiences(self) -> int:
         return len(self.train_ids)
+
+    @property
+    def eval_split(self) -> str:
+        """What the accuracy matrix is computed on: ``"validation"`` or ``"test"``."""
+        return "test" if self.validation_ids is None else "validation"
+
+    @property
+    def eval_ids(self) -> list[torch.Tensor]:
+        """The sample ids evaluated per experience: the validation part when there is one, else the test split."""
+        return self.test_ids if self.validation_ids is None else self.validation_ids
 
     def to(self, device) -> "Stream":
         self.table = self.table.to(device)
         return self
 
     def benchmark(self):
-        """This stream as an Avalanche benchmark (``train_stream`` / ``test_stream``)."""
+        """This stream as an Avalanche benchmark (``train_stream`` / ``test_stream``); ``test_stream``
+        holds :attr:`eval_ids` (the validation part when the stream has one)."""
         from avalanche.benchmarks.scenarios.dataset_scenario import benchmark_from_datasets
         from avalanche.benchmarks.scenarios.supervised import with_classes_timeline
         from avalanche.benchmarks.scenarios.task_aware import with_task_labels
 
         bm = benchmark_from_datasets(
             train=[self._avalanche_dataset(ids) for ids in self.train_ids],
-            test=[self._avalanche_dataset(ids) for ids in self.test_ids],
+            test=[self._avalanche_dataset(ids) for ids in self.eval_ids],
         )
         return with_task_labels(with_classes_timeline(bm))
 
@@ -376,11 +396,105 @@ def rotated_stream(dataset: Dataset, n_experiences: int = 10, scenario: str = "d
 KINDS = {"split": split_stream, "permuted": permuted_stream, "rotated": rotated_stream}
 
 
-def build_stream(kind: str, dataset: str, root=None, download: bool = False, **kwargs) -> Stream:
-    """Entry point used by the ``stream`` config group (``_target_``)."""
+def build_stream(kind: str, dataset: str, root=None, download: bool = False, validation: float | None = None,
+                 **kwargs) -> Stream:
+    """Entry point used by the ``stream`` config group (``_target_``). ``validation``: hold out that
+    fraction of each experience's training data and evaluate on it (:func:`hold_out`)."""
     if kind not in KINDS:
         raise ValueError(f"unknown stream kind {kind!r}; choose one of {sorted(KINDS)}")
+    if validation:  # refuse a bad fraction before reading the data
+        _check_fraction(validation)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         data = load_dataset(dataset, root, download)
-    return KINDS[kind](data, **kwargs)
+    return hold_out(KINDS[kind](data, **kwargs), validation, seed=kwargs.get("seed", 0))
+
+
+VALIDATION_SEED_TAG = 0x7A11D  # keeps the split's random stream apart from the class order's and the permutations'
+
+
+def _config_error(message: str) -> Exception:
+    from forgetbench.benchmarks.experiment import ConfigError  # late: experiment imports this module
+
+    return ConfigError(message)
+
+
+def _check_fraction(fraction) -> float:
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction < 1:
+        raise _config_error(f"stream.validation={fraction}: must be a number >= 0 and < 1 (the fraction of each "
+                            "experience's training data held out for evaluation), or null / 0 for none")
+    return float(fraction)
+
+
+def validation_size(n: int, fraction: float) -> int:
+    """How many of an experience's ``n`` training samples are held out: ``fraction x n``, rounded to nearest."""
+    return int(math.floor(fraction * n + 0.5))
+
+
+def _valid_range(n: int) -> str:
+    """The fractions (4 decimals) that leave both parts of an ``n``-sample experience non-empty, in words."""
+    low, high = math.ceil(0.5 / n * 1e4) / 1e4, math.floor((n - 0.5) / n * 1e4) / 1e4
+    while validation_size(n, low) < 1:
+        low = round(low + 1e-4, 4)
+    while high > 0 and validation_size(n, high) >= n:
+        high = round(high - 1e-4, 4)
+    return f"from {low:g} to {high:g}" if low <= high else "null or 0: it has too few samples to split"
+
+
+def _stratified_counts(labels: torch.Tensor, total: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(classes, how many of each to hold out) summing to ``total``, proportional to the class sizes
+    (largest remainder; ties go to the smaller label)."""
+    classes, counts = labels.unique(return_counts=True)
+    quota = counts.double() * (total / len(labels))
+    take = quota.floor().long()
+    short = total - int(take.sum())
+    if short > 0:
+        order = sorted(range(len(classes)), key=lambda i: (-(float(quota[i]) - int(take[i])), int(classes[i])))
+        take[torch.tensor(order[:short])] += 1
+    return classes, torch.minimum(take, counts)
+
+
+def hold_out(stream: Stream, fraction: float | None, seed: int = 0) -> Stream:
+    """``stream`` with ``fraction`` of each experience's training samples held out as its validation
+    part, which the benchmark then evaluates instead of the test split (``fraction`` 0 or None: the
+    stream unchanged, evaluated on the test split).
+
+    Per experience, ``round(fraction x n)`` of its ``n`` training samples are held out, stratified by
+    class. Every base image gets one seeded random rank (``seed`` only) and each class holds out its
+    lowest-ranked images. So the split depends only on the seed and the data (not the strategy), a
+    class's held-out images don't depend on the class order, and permuted / rotated streams hold out
+    the same images in every experience: no validation image is trained on in another view, as with
+    the test set. A fraction leaving an experience's validation or training part empty is refused.
+    """
+    if not fraction:
+        return stream
+    fraction = _check_fraction(fraction)
+    sizes = [len(ids) for ids in stream.train_ids]
+    bad = [e for e, n in enumerate(sizes) if not 0 < validation_size(n, fraction) < n]
+    if bad:
+        n, e = min(sizes), bad[0]
+        n_held = validation_size(sizes[e], fraction)
+        raise _config_error(
+            f"stream.validation={fraction:g}: holds out {n_held} of the {sizes[e]} training samples of experience {e}, "
+            f"leaving {'no validation samples' if n_held == 0 else 'none to train on'}; with {n} training samples in the "
+            f"smallest experience it must be {_valid_range(n)} (or null / 0 for none)"
+            + ("" if n > 1 else "; raise stream.max_train_per_exp"))
+    table = stream.table
+    gen = torch.Generator().manual_seed(int(np.random.SeedSequence([int(seed), VALIDATION_SEED_TAG]).generate_state(1)[0]))
+    rank = torch.empty(len(table.images), dtype=torch.long)
+    rank[torch.randperm(len(table.images), generator=gen)] = torch.arange(len(table.images))
+    rank = rank.to(table.device)
+    train_ids, validation_ids = [], []
+    for ids in stream.train_ids:
+        ids = ids.to(table.device)
+        labels, order = table.y[ids], rank[table.source[ids]]
+        held = torch.zeros(len(ids), dtype=torch.bool, device=ids.device)
+        classes, take = _stratified_counts(labels.cpu(), validation_size(len(ids), fraction))
+        for c, k in zip(classes.tolist(), take.tolist()):
+            members = torch.nonzero(labels == c).flatten()
+            held[members[order[members].argsort()[:k]]] = True
+        train_ids.append(ids[~held].to(stream.train_ids[0].device))
+        validation_ids.append(ids[held].to(stream.train_ids[0].device))
+    info = {**stream.info, "validation": fraction, "train_samples": [len(i) for i in train_ids],
+            "validation_samples": [len(i) for i in validation_ids]}
+    return dataclasses.replace(stream, train_ids=train_ids, validation_ids=validation_ids, info=info)

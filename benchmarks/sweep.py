@@ -21,6 +21,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import shlex
 import socket
 import sys
 import threading
@@ -38,16 +39,20 @@ from forgetbench.benchmarks.records import atomic_write_text, read_record, refre
 VOLATILE = ("hydra", "progress", "force", "threads", "results_dir", "sweep_name", "run_name",
             "data.root", "data.download", "stream.root", "stream.download")
 SWEEP_SIZE_ENV = "FORGETBENCH_SWEEP_SIZE"
+COMMAND_ENV = "FORGETBENCH_COMMAND"  # the forgetbench command line, set by the CLI, read into the records
 OUTCOMES_ENV = "FORGETBENCH_SWEEP_OUTCOMES"  # folder where each job of this sweep reports its outcome
 CLAIMS = ".claims"
+COMMANDS_LOG = "commands.log"
 CLAIM_HEARTBEAT_SECONDS = 60.0  # the owner touches its claim this often ...
 CLAIM_STALE_SECONDS = 900.0  # ... and a claim untouched this long is stale (owner killed, host gone)
 FAILED = ("failed", "interrupted", "unsaved")  # outcomes that make a sweep exit non-zero
 
 
 def identity(config: dict) -> dict:
-    """The config without its :data:`VOLATILE` keys."""
-    config = copy.deepcopy(config)
+    """The config as computed (``per_strategy`` folded into ``strategy``), without its :data:`VOLATILE` keys."""
+    from forgetbench.benchmarks.schema import fold_per_strategy
+
+    config = copy.deepcopy(fold_per_strategy(config))
     for dotted in VOLATILE:
         *parents, leaf = dotted.split(".")
         node = config
@@ -65,6 +70,18 @@ def config_key(config: dict) -> str:
 
 def _key(cfg: DictConfig | dict) -> str:
     return config_key(cfg if isinstance(cfg, dict) else OmegaConf.to_container(cfg, resolve=True))
+
+
+def config_hash(cfg: DictConfig | dict, length: int = 8) -> str:
+    """A short hex digest of :func:`config_key`: the same for two runs exactly when they compute the same."""
+    return hashlib.sha256(_key(cfg).encode()).hexdigest()[:length]
+
+
+def run_config_hash(*, _root_: DictConfig) -> str:
+    """Resolver ``${config_hash:}`` for run directory names: :func:`config_hash` of the run's config
+    (the root without Hydra's node), so a different config never lands in the same directory."""
+    run_cfg = OmegaConf.masked_copy(_root_, [k for k in _root_ if k != "hydra"])
+    return config_hash(run_cfg)
 
 
 def find_finished(cfg: DictConfig | dict, sweep_dir: Path) -> Path | None:
@@ -136,7 +153,7 @@ class Unclaimed:
 
 
 def claim_path(sweep_dir: Path, cfg: DictConfig | dict) -> Path:
-    return Path(sweep_dir) / CLAIMS / f"{hashlib.sha256(_key(cfg).encode()).hexdigest()[:24]}.json"
+    return Path(sweep_dir) / CLAIMS / f"{config_hash(cfg, 24)}.json"
 
 
 def _read_claim(path: Path) -> tuple[dict | None, float | None]:
@@ -308,6 +325,19 @@ def summarize(outcomes: list[dict], expected: int | None) -> tuple[int, list[str
     return (1 if bad or missing else 0), lines
 
 
+def log_command(sweep_dir: Path) -> None:
+    """Append the command launching this sweep to ``<sweep dir>/commands.log`` (Hydra's
+    ``multirun.yaml`` keeps only the last one): every command that wrote into a sweep stays listed."""
+    command = os.environ.get(COMMAND_ENV) or shlex.join(["forgetbench", *sys.argv[1:]])
+    try:
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        with open(sweep_dir / COMMANDS_LOG, "a") as log:
+            log.write(f"{dt.datetime.now().astimezone().isoformat(timespec='seconds')}\t{command}\n")
+    except OSError as error:
+        print(f"forgetbench: warning: could not log the command in {sweep_dir / COMMANDS_LOG} ({error})",
+              file=sys.stderr, flush=True)
+
+
 class SweepCallback(Callback):
     """The sweep's bookkeeping, in the launching process. At the start: the sweep's size into the
     environment (the jobs, also joblib's workers, inherit it) for "[run k/N]", a folder for the
@@ -322,6 +352,7 @@ class SweepCallback(Callback):
         if size is not None:
             os.environ[SWEEP_SIZE_ENV] = str(size)
         self.sweep_dir = Path(config.hydra.sweep.dir)
+        log_command(self.sweep_dir)
         self.outcomes = self.sweep_dir / ".outcomes" / f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         os.environ[OUTCOMES_ENV] = str(self.outcomes.resolve())
         _active.update(sweep_dir=self.sweep_dir, outcomes=self.outcomes)

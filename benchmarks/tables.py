@@ -1,10 +1,12 @@
 """Leaderboard tables: Markdown (for a README), CSV and LaTeX (booktabs).
 
 Cells read ``mean ± half-width of the 95% CI``. The best mean of each metric column is bold,
-compared within a (stream, scenario) block: numbers across streams or scenarios don't compete,
-and neither do the upper bounds (strategies registered with ``upper_bound``: joint training,
-cumulative retraining), shown for reference. Each row shows the memory its strategy keeps at the
+compared within a (stream, scenario, split) block: numbers across streams, scenarios or evaluation
+splits don't compete, and neither do the upper bounds (strategies registered with ``upper_bound``:
+joint training, cumulative retraining), shown for reference. Each row shows the memory its strategy keeps at the
 end of the stream: stored samples and bytes (``Memory`` in forgetbench/strategies/registry.py).
+Every format also holds the commands that made it, the sentences given with ``--note`` (``remarks``),
+the board's notes (:meth:`Leaderboard.notes`) and one entry per cited paper.
 """
 from __future__ import annotations
 
@@ -14,9 +16,10 @@ import pandas as pd
 
 from forgetbench.benchmarks.leaderboard import GROUP, METRICS, Leaderboard
 
-TITLES = {"stream": "Stream", "scenario": "Scenario", "model": "Model", "strategy": "Strategy", "n": "n"}
+TITLES = {"stream": "Stream", "scenario": "Scenario", "eval_split": "Split", "model": "Model", "strategy": "Strategy",
+          "n": "n"}
 DIGITS = {"time": 1}  # decimals per metric; 3 otherwise
-BLOCK = ["stream", "scenario"]
+BLOCK = ["stream", "scenario", "eval_split"]
 
 
 def _missing(value) -> bool:
@@ -31,7 +34,7 @@ def cell(mean, ci, digits: int = 3, pm: str = "±", missing: str = "–") -> str
 
 
 def best(table: pd.DataFrame) -> pd.DataFrame:
-    """Boolean frame (rows x metrics): the row has the best mean of its (stream, scenario) block
+    """Boolean frame (rows x metrics): the row has the best mean of its :data:`BLOCK`
     among the continual strategies (none when all their means are equal as displayed)."""
     out = pd.DataFrame(False, index=table.index, columns=list(METRICS))
     for _, block in table[~table["upper_bound"].astype(bool)].groupby(BLOCK):
@@ -71,37 +74,66 @@ def cells(lb: Leaderboard, bold, pm: str = "±", missing: str = "–", escape=st
             out.append(bold(text) if marks.loc[i, metric] else text)
             if metric in published:
                 value = row[f"published_{metric}"]
-                refs = ",".join(str(r) for r in row["published_ref"])
-                out.append("" if _missing(value) else f"{value:.3f} [{refs}]")
+                out.append("" if _missing(value) else f"{value:.3f} [{row[f'published_{metric}_ref']}]")
         rows.append(out)
     return header, rows
 
 
-def references(lb: Leaderboard) -> list[str]:
-    """``[k] citation. Protocol: ...`` for the sources of the published numbers shown."""
-    return [f"[{k}] {r['citation']}. Protocol: {r['protocol']}"
-            for k, r in enumerate(lb.references.to_dict("records"), start=1)]
+REFERENCES_TITLE = "Published numbers (shown where the protocol conditions match; see each protocol):"
 
 
-def to_markdown(lb: Leaderboard, header_lines=()) -> str:
+def references(lb: Leaderboard) -> list[tuple[str, list[str]]]:
+    """One entry per cited paper: ``("[1] citation. Protocol: ...", [])``, or for a paper whose numbers
+    come under several protocols ``("[2] citation", ["[2a] Protocol: ...", "[2b] Protocol: ..."])``."""
+    entries = []
+    for citation, sources in lb.references.groupby("citation", sort=False):
+        marked = [f"[{m}] Protocol: {p}" for m, p in zip(sources["marker"], sources["protocol"])]
+        if len(marked) == 1:
+            entries.append((f"[{sources['marker'].iloc[0]}] {citation}. Protocol: {sources['protocol'].iloc[0]}", []))
+        else:
+            entries.append((f"[{sources['marker'].iloc[0][:-1]}] {citation}", marked))
+    return entries
+
+
+def note_lines(lb: Leaderboard) -> list[str]:
+    """The notes and the references as plain lines, for the formats that carry them as comments."""
+    notes = lb.notes()
+    lines = ["Notes:", *[f"- {note}" for note in notes]] if notes else []
+    entries = references(lb)
+    if entries:
+        lines += [REFERENCES_TITLE, *[line for entry, protocols in entries
+                                      for line in (entry, *[f"  {p}" for p in protocols])]]
+    return lines
+
+
+def comments(prefix: str, lines) -> list[str]:
+    """``prefix line`` per line (a text holding newlines gives several)."""
+    return [f"{prefix} {part}".rstrip() for line in lines for part in (str(line).splitlines() or [""])]
+
+
+def to_markdown(lb: Leaderboard, commands=(), remarks=()) -> str:
+    """The commands in a ``sh`` block, the remarks as paragraphs, the table, then the notes and references."""
     header, rows = cells(lb, bold=lambda t: f"**{t}**")
-    lines = ["```sh", *header_lines, "```", ""] if header_lines else []
-    lines += ["| " + " | ".join(header) + " |", "|" + "|".join("---" if i < len(GROUP) else "---:" for i in range(len(header))) + "|"]
+    lines = ["```sh", *commands, "```", ""] if commands else []
+    lines += [line for remark in remarks for line in (remark, "")]
+    lines += ["| " + " | ".join(header) + " |", "|" + "|".join("---" if i < len(GROUP) else "---:"
+                                                             for i in range(len(header))) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
-    notes = references(lb)
+    notes = lb.notes()
     if notes:
-        lines += ["", "Published numbers (shown where the protocol conditions match; see each protocol):", ""]
-        lines += [f"- {note}" for note in notes]
+        lines += ["", "Notes:", "", *[f"- {note}" for note in notes]]
+    entries = references(lb)
+    if entries:
+        lines += ["", REFERENCES_TITLE, ""]
+        lines += [line for entry, protocols in entries for line in (f"- {entry}", *[f"  - {p}" for p in protocols])]
     return "\n".join(lines) + "\n"
 
 
-def to_csv(lb: Leaderboard, header_lines=()) -> str:
-    """Machine-readable: every mean and CI half-width; ``#`` lines on top (``pd.read_csv(comment="#")``)."""
-    table = lb.table.copy()
-    if "published_ref" in table:
-        table["published_ref"] = table["published_ref"].apply(lambda r: " ".join(map(str, r)))
-    body = table.to_csv(index=False, float_format="%.6g")
-    return "".join(f"# {line}\n" for line in header_lines) + body
+def to_csv(lb: Leaderboard, commands=(), remarks=()) -> str:
+    """Machine-readable: every mean and CI half-width; the commands, remarks, notes and references as
+    ``#`` lines on top (``pd.read_csv(path, comment="#")``)."""
+    body = lb.table.to_csv(index=False, float_format="%.6g")
+    return "".join(f"{line}\n" for line in comments("#", [*commands, *remarks, *note_lines(lb)])) + body
 
 
 def _latex_escape(text: str) -> str:
@@ -111,14 +143,14 @@ def _latex_escape(text: str) -> str:
     return text
 
 
-def to_latex(lb: Leaderboard, header_lines=()) -> str:
-    """A booktabs ``tabular`` (needs ``\\usepackage{booktabs}``); header lines become ``%`` comments."""
+def to_latex(lb: Leaderboard, commands=(), remarks=()) -> str:
+    """A booktabs ``tabular`` (needs ``\\usepackage{booktabs}``); the commands and remarks as ``%`` lines
+    above it, the notes and references below."""
     header, rows = cells(lb, bold=lambda t: rf"\textbf{{{t}}}", pm=r"$\pm$", missing="--",
                          escape=_latex_escape)
-    lines = [f"% {line}" for line in header_lines]
+    lines = comments("%", [*commands, *remarks])
     lines += [r"\begin{tabular}{" + "l" * len(GROUP) + "r" * (len(header) - len(GROUP)) + "}", r"\toprule",
               " & ".join(_latex_escape(h) for h in header) + r" \\", r"\midrule"]
     lines += [" & ".join(r) + r" \\" for r in rows]
-    lines += [r"\bottomrule", r"\end{tabular}"]
-    lines += [f"% {_latex_escape(note)}" for note in references(lb)]
+    lines += [r"\bottomrule", r"\end{tabular}", *comments("%", note_lines(lb))]
     return "\n".join(lines) + "\n"

@@ -5,6 +5,7 @@ import os
 
 from omegaconf import OmegaConf
 
+from forgetbench.benchmarks.sweep import run_config_hash
 from forgetbench.strategies.registry import load_all
 
 
@@ -17,4 +18,5 @@ def threads_per_job(n_jobs: int) -> int:
 
 
 OmegaConf.register_new_resolver("threads_per_job", threads_per_job, replace=True)
+OmegaConf.register_new_resolver("config_hash", run_config_hash, replace=True)
 load_all()

@@ -16,6 +16,7 @@ diverged run): one message naming the fix, no traceback (``FORGETBENCH_DEBUG=1``
 ``HYDRA_FULL_ERROR=1`` shows it); 130 Ctrl-C, after the run in progress is recorded as interrupted.
 """
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -182,6 +183,9 @@ def check_command_line(argv: list[str]) -> None:
 def main() -> None:
     """The ``forgetbench`` command: Hydra's main, then the exit code (see the module docstring)."""
     check_command_line(sys.argv[1:])
+    from forgetbench.benchmarks.sweep import COMMAND_ENV
+
+    os.environ[COMMAND_ENV] = shlex.join(["forgetbench", *sys.argv[1:]])  # for the records (experiment.commands)
     try:
         hydra_main()
     except KeyboardInterrupt as error:

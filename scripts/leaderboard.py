@@ -1,32 +1,70 @@
 """``forgetbench-leaderboard``: aggregate run records into Markdown, CSV, LaTeX and HTML leaderboards.
 
-    forgetbench-leaderboard results/runs/mnist_grid                  # writes results/leaderboard.{md,csv,tex,html}
-    forgetbench-leaderboard results/runs/a results/runs/b --out /tmp/board --formats md,html
+    forgetbench-leaderboard results/runs/mnist_grid    # writes results/runs/mnist_grid/leaderboard.{md,csv,tex,html}
+    forgetbench-leaderboard results/runs/a results/runs/b --out /tmp/boards/ --formats md,html
+    forgetbench-leaderboard results/runs/mnist_grid --out results/leaderboard   # the published table
 
-Each file starts with the commands that made it: the sweeps' (from their multirun.yaml) and this one.
-A record that cannot be used (unreadable, not a JSON object, an ok record missing keys) is skipped
-with a warning on stderr naming it; a directory that does not exist is an error (exit status 2).
+Each file holds the commands that made the runs (from their records) and this one, the ``--note``
+sentences, and the notes printed on stderr: groups whose runs mix settings, failed runs left out,
+records skipped (unreadable, not a JSON object, an ok record missing keys). A directory that does
+not exist is an error (exit status 2).
 """
 import argparse
+import os
 import shlex
 import sys
 from pathlib import Path
 
+STEM = "leaderboard"  # the file name, without suffix, in an output folder
+
+
+def output_stem(out: str | None, dirs: list[Path], parser: argparse.ArgumentParser) -> Path:
+    """Where the files go, without suffix: ``--out dir/`` (or an existing folder) -> ``dir/leaderboard``,
+    ``--out path/name`` -> itself; no ``--out`` -> beside the one input directory."""
+    if out is None:
+        if len(set(dirs)) > 1:
+            parser.error("several directories: say where the leaderboard goes with --out "
+                         "(a folder: --out boards/, or a path without suffix: --out results/leaderboard)")
+        return dirs[0] / STEM
+    return Path(out) / STEM if out.endswith(("/", os.sep)) or Path(out).is_dir() else Path(out)
+
+
+def quote(word: str) -> str:
+    """A shell word as a person would type it: ``shlex.quote``, except that text with an apostrophe (and
+    nothing the shell expands between double quotes) goes in double quotes: ``"paper's"``."""
+    if "'" in word and not set(word) & set('"\\$`!'):
+        return f'"{word}"'
+    return shlex.quote(word)
+
+
+def without_notes(argv: list[str]) -> list[str]:
+    """``argv`` less its ``--note`` sentences, which the outputs show as prose."""
+    kept, skip = [], False
+    for word in argv:
+        if not skip and word != "--note" and not word.startswith("--note="):
+            kept.append(word)
+        skip = word == "--note" and not skip
+    return kept
+
 
 def main(argv=None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(prog="forgetbench-leaderboard", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="forgetbench-leaderboard", description=__doc__.split("\n")[0],
+                                     allow_abbrev=False)  # --note is recognised only in full (see without_notes)
     parser.add_argument("dirs", nargs="+", type=Path, help="sweep directories (searched recursively for record.json)")
-    parser.add_argument("--out", type=Path, default=Path("results/leaderboard"), help="output path without suffix")
+    parser.add_argument("--out", help=f"a folder ending in / (writes {STEM}.*), or a path without suffix; "
+                                      f"default: {STEM}.* in the one directory given")
     parser.add_argument("--formats", default="md,csv,tex,html", help="comma-separated subset of md,csv,tex,html")
     parser.add_argument("--references", type=Path, default=Path("results/reference"),
                         help="folder of published-number CSVs (skipped when missing)")
     parser.add_argument("--confidence", type=float, default=0.95, help="confidence level of the intervals")
-    parser.add_argument("--note", action="append", default=[], help="a line to add under the commands (repeatable)")
+    parser.add_argument("--note", action="append", default=[],
+                        help="a sentence shown with the commands, as prose (repeatable)")
     args = parser.parse_args(argv)
     missing = [f"{d}: {'not a directory' if d.exists() else 'no such directory'}" for d in args.dirs if not d.is_dir()]
     if missing:
         parser.error("; ".join(missing))
+    stem = output_stem(args.out, args.dirs, parser)
 
     from forgetbench.benchmarks import html_report, leaderboard, records, tables
 
@@ -41,15 +79,13 @@ def main(argv=None) -> None:
         for message in error.warnings:
             print(f"warning: {message}", file=sys.stderr)
         parser.exit(1, f"{parser.prog}: error: {error}\n")
-    header = [*leaderboard.sweep_commands(args.dirs), shlex.join(["forgetbench-leaderboard", *argv]), *args.note]
+    commands = [*board.commands, " ".join(map(quote, [parser.prog, *without_notes(argv)]))]
     for fmt in formats:
-        path = args.out.with_name(f"{args.out.name}.{fmt}")
-        records.atomic_write_text(path, writers[fmt](board, header))
+        path = stem.with_name(f"{stem.name}.{fmt}")
+        records.atomic_write_text(path, writers[fmt](board, commands, args.note))
         print(f"wrote {path}", file=sys.stderr)
-    for message in board.warnings:
-        print(f"warning: {message}", file=sys.stderr)
-    if board.failed:
-        print(f"left out {len(board.failed)} failed run(s): {', '.join(board.failed)}", file=sys.stderr)
+    for note in board.notes():
+        print(f"warning: {note}", file=sys.stderr)
     print(tables.to_markdown(board))
 
 

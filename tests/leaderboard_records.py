@@ -17,19 +17,22 @@ MEMORY = {"replay": {"samples": 100, "bytes": 100 * (784 + 8), "stores": "100 sa
 
 
 def write_record(sweep_dir: Path, num: int, strategy: str, seed: int, matrix, seconds: float,
-                 scenario: str = "class", status: str = "ok", epochs: int = 1, upper_bound: bool | None = None) -> Path:
-    """A record as ``run`` writes it; ``upper_bound`` None leaves out ``strategy_info`` (records before it existed)."""
+                 scenario: str = "class", status: str = "ok", epochs: int = 1, upper_bound: bool | None = None,
+                 offline: bool = False, **fields) -> Path:
+    """A record as ``run`` writes it; ``upper_bound`` None leaves out ``strategy_info`` (records before it
+    existed); ``fields`` are added as they are (``eval_split``, ``command``, ``sweep_command``, ...)."""
     run_dir = Path(sweep_dir) / f"{num}__{strategy}__s{seed}"
     run_dir.mkdir(parents=True, exist_ok=True)
     record = {"run_id": run_dir.name, "status": status, "stream": "split_mnist", "scenario": scenario,
               "strategy": strategy, "model": "mlp", "seed": seed, "finished_at": f"2026-01-01T00:00:{num:02d}",
               "config": config(strategy, seed, scenario, epochs)}
     if upper_bound is not None:
-        record["strategy_info"] = {"upper_bound": upper_bound}
+        record["strategy_info"] = {"upper_bound": upper_bound, "offline": offline}
     if strategy in MEMORY:
         record["memory"] = MEMORY[strategy]
     if status == "ok":
         record.update(accuracy_matrix=matrix, metrics=summarize(matrix), timings={"total_seconds": seconds})
+    record.update(fields)
     (run_dir / "record.json").write_text(json.dumps(record))
     return run_dir
 

@@ -64,5 +64,5 @@ def test_console_scripts_run_from_any_folder(command, tmp_path):
     out = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert {"forgetbench-speed": "--sweep", "forgetbench-strategies": "online_ewc"}.get(
-        Path(command[0]).name, "ewc_lambda: 1000.0") in out.stdout
+        Path(command[0]).name, "  ewc_lambda: ") in out.stdout
     assert not (tmp_path / "outputs").exists() and REPO.is_dir()

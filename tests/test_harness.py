@@ -79,6 +79,19 @@ def test_fast_loader_matches_avalanche_loader(mnist_root, tmp_path):
         assert results[0][j] == pytest.approx(results[1][j], abs=1e-6)
 
 
+def test_runs_use_one_cpu_thread_by_default(mnist_root, tmp_path):
+    """Two busy-waiting threads on a shared 2-core machine made runs 3-30x slower (README, CPU threads)."""
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        record = run(compose_cfg([o for o in TINY if not o.startswith("threads=")]), tmp_path / "r")
+        assert torch.get_num_threads() == 1 and record["device"].startswith("cpu (1 threads)")
+        run(compose_cfg([*TINY, "threads=null"]), tmp_path / "s")  # null: torch's default, left alone
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_failed_run_is_recorded_and_raised(mnist_root, tmp_path):
     cfg = compose_cfg(["strategy=naive", *TINY, "stream.n_experiences=3"])  # 10 classes into 3: invalid
     with pytest.raises(ValueError, match="cannot be split"):

@@ -35,6 +35,22 @@ def test_every_stream_and_scenario_builds(name, scenario, tiny_root):
     assert exp.current_experience == T - 1 and len(exp.dataset) == len(s.train_ids[T - 1])
 
 
+@pytest.mark.parametrize("scenario", streams.SCENARIOS)
+@pytest.mark.parametrize("name", STREAMS)
+def test_every_stream_and_scenario_builds_with_a_validation_split(name, scenario, tiny_root):
+    s = build(name, scenario, tiny_root, "stream.validation=0.25")
+    plain = build(name, scenario, tiny_root)
+    assert s.eval_split == "validation" and len(s.validation_ids) == s.num_experiences
+    bm = s.benchmark()
+    for e in range(s.num_experiences):
+        n = len(plain.train_ids[e])
+        assert len(s.validation_ids[e]) == streams.validation_size(n, 0.25) > 0 and len(s.train_ids[e]) > 0
+        assert sorted(s.train_ids[e].tolist() + s.validation_ids[e].tolist()) == sorted(plain.train_ids[e].tolist())
+        assert streams.sample_ids(bm.test_stream[e].dataset).tolist() == s.validation_ids[e].tolist()
+        _, y, t = s.table.gather(s.validation_ids[e])
+        assert int(y.max()) < s.num_outputs and set(t.tolist()) == {e if scenario == "task" else 0}
+
+
 def test_split_labels_per_scenario(mnist_root):
     ds = load_dataset("mnist", mnist_root)
     order = [3, 1, 4, 0, 5, 9, 2, 6, 8, 7]

@@ -108,3 +108,52 @@ def test_failed_single_run_exits_nonzero(tmp_path, needs_mnist):
     result = forgetbench("stream.dataset=nope", *TINY, f"results_dir={tmp_path}", check=False)
     assert result.returncode == 2  # a user error: one line naming the fix, no traceback
     assert "forgetbench: error: stream.dataset=nope: must be one of mnist" in result.stderr
+
+
+def test_a_changed_config_never_overwrites_a_finished_run_and_every_command_is_kept(tmp_path, needs_mnist):
+    base = ["-m", "seed=0", "progress=false", "device=cpu", "stream.max_test_per_exp=32", f"results_dir={tmp_path}",
+            "sweep_name=x"]
+    forgetbench(*base, "stream.max_train_per_exp=64")
+    forgetbench(*base, "stream.max_train_per_exp=32")  # same sweep_name, same job number, another config
+    records = {p.parent.name: json.loads(p.read_text()) for p in (tmp_path / "x").glob("*/record.json")}
+    assert sorted(r["config"]["stream"]["max_train_per_exp"] for r in records.values()) == [32, 64]
+    for name, record in records.items():  # each in the directory its config names
+        assert name.startswith("0__split_mnist__class__naive__s0__") and name.endswith(sweep.config_hash(record["config"]))
+        assert record["sweep_command"].startswith("forgetbench -m seed=0 ")
+        assert record["command"].startswith("forgetbench seed=0 ") and "-m" not in record["command"].split()
+    log = (tmp_path / "x" / "commands.log").read_text().splitlines()
+    assert [line.split("\t")[1].rsplit(" ", 1)[1] for line in log] == ["stream.max_train_per_exp=64",
+                                                                          "stream.max_train_per_exp=32"]
+
+
+def test_per_strategy_sweeps_each_strategys_own_knob_once(tmp_path, needs_mnist):
+    result = forgetbench("-m", "strategy=naive,ewc", "+per_strategy.ewc.ewc_lambda=10,100", *TINY,
+                         f"results_dir={tmp_path}", "sweep_name=k")
+    assert "forgetbench: sweep of 4 run(s): 3 ok, 1 skipped" in result.stdout  # naive's 2 jobs are one config
+    records = [json.loads(p.read_text()) for p in (tmp_path / "k").glob("*/record.json")]
+    assert sorted((r["strategy"], r["config"]["strategy"].get("ewc_lambda")) for r in records) == [
+        ("ewc", 10), ("ewc", 100), ("naive", None)]
+    assert all("per_strategy" not in r["config"] for r in records)  # recorded as what ran
+
+
+def test_a_knob_only_some_swept_strategies_have_is_refused_with_the_per_strategy_form(tmp_path):
+    result = forgetbench("-m", "strategy=naive,ewc", "strategy.ewc_lambda=10,100", f"results_dir={tmp_path}",
+                         check=False)
+    assert result.returncode == 2 and not (tmp_path / "multirun").exists()
+    assert ("unknown config key 'strategy.ewc_lambda' (with strategy=naive): only ewc has it; set it for that "
+            "strategy alone with +per_strategy.ewc.ewc_lambda=10,100") in result.stderr
+
+
+def test_per_strategy_entries_are_checked_and_folded():
+    from forgetbench.benchmarks.schema import fold_per_strategy, per_strategy_problems
+
+    config = {"seed": 0, "strategy": {"name": "ewc", "ewc_lambda": 1.0}, "per_strategy": {"ewc": {"ewc_lambda": 5},
+                                                                                         "replay": {"mem_size": 9}}}
+    assert fold_per_strategy(config) == {"seed": 0, "strategy": {"name": "ewc", "ewc_lambda": 5}}
+    assert sweep.config_key(config) == sweep.config_key({"seed": 0, "strategy": {"name": "ewc", "ewc_lambda": 5}})
+    assert per_strategy_problems(config["per_strategy"]) == []
+    problems = per_strategy_problems({"replay": {"mem_sise": 9}, "ewx": {"a": 1}, "ewc": 3})
+    assert problems[0].startswith("per_strategy.replay: strategy 'replay' has no parameter 'mem_sise'; "
+                                  "did you mean per_strategy.replay.mem_size?")
+    assert problems[1].startswith("per_strategy.ewx: unknown strategy 'ewx'; choose one of [")
+    assert problems[2] == "per_strategy.ewc must hold parameters (per_strategy.ewc.<param>=...), got 3"
