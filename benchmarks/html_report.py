@@ -1,7 +1,9 @@
 """The leaderboard as one self-contained HTML page: the sortable table first (a few lines of inline JS),
-its notes right under it, the published numbers' sources, the commands and ``--note`` sentences in a
-collapsed section, then per (stream, scenario, split) accuracy-over-experiences curves and the mean
-accuracy matrix of every strategy as a heatmap. Figures are matplotlib PNGs embedded as base64, so
+its notes right under it, the published numbers' sources (and why some are not verified), the commands
+and ``--note`` sentences in a collapsed section, the reproduction table (ours next to each published
+number that matches; :mod:`~benchmarks.reproduction`), the paired comparisons when asked for, then per
+(stream, scenario, split) accuracy-over-experiences curves and the mean accuracy matrix of every
+strategy as a heatmap. Figures are matplotlib PNGs embedded as base64, so
 the page opens without network; they are shown at their own aspect ratio.
 """
 from __future__ import annotations
@@ -16,7 +18,9 @@ from matplotlib.figure import Figure
 from forgetbench.benchmarks.leaderboard import GROUP, Leaderboard
 from forgetbench.benchmarks.metrics import seen_accuracy
 from forgetbench.benchmarks.plots import heatmap
-from forgetbench.benchmarks.tables import BLOCK, cells, references
+from forgetbench.benchmarks.reproduction import (pair_notes, pairs_cells, pairs_legend, reproduction,
+                                                  reproduction_cells, reproduction_legend)
+from forgetbench.benchmarks.tables import BLOCK, cells, legend, references, table_legend
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
@@ -29,6 +33,7 @@ pre { background: #f6f6f6; padding: 8px; white-space: pre-wrap; }
 .figures img { border: 1px solid #eee; max-width: 100%; height: auto; }
 ul.refs { list-style: none; padding-left: 0; }
 ul.refs ul { list-style: none; padding-left: 1.5em; }
+th.text, td.text { text-align: left; white-space: normal; }
 """ + f"th:nth-child(-n+{len(GROUP)}), td:nth-child(-n+{len(GROUP)}) {{ text-align: left; }}\n"  # the group columns
 
 # Click a header to sort by it (numbers by their leading value, text otherwise); click again to reverse.
@@ -80,11 +85,47 @@ def curves(matrices: dict, offline, title: str) -> Figure:
     return fig
 
 
-def table_html(lb: Leaderboard) -> str:
-    header, rows = cells(lb, bold=lambda t: f"<b>{t}</b>", escape=html.escape)
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+def sortable(header: list[str], rows: list[list[str]], text=()) -> str:
+    """A table sortable by clicking a header; ``rows`` hold HTML already escaped; the columns titled in
+    ``text`` are left-aligned (besides the first ones, the group's)."""
+    kind = [' class="text"' if h in text else "" for h in header]
+    head = "".join(f"<th{k}>{html.escape(h)}</th>" for h, k in zip(header, kind))
+    body = "".join("<tr>" + "".join(f"<td{k}>{c}</td>" for c, k in zip(row, kind)) + "</tr>" for row in rows)
     return f'<table class="sortable"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def table_html(lb: Leaderboard) -> str:
+    return sortable(*cells(lb, bold=lambda t: f"<b>{t}</b>", escape=html.escape))
+
+
+REPRODUCTION_TEXT = {"Verified", "What differs / what was tried"}  # left-aligned text columns
+
+
+def reproduction_html(lb: Leaderboard) -> str:
+    """The reproduction table with its legend and the reasons some numbers are not verified; empty when
+    no published number matches."""
+    rows = reproduction(lb)
+    if rows.empty:
+        return ""
+    unverified = legend(zip(rows["verified"], rows["marker"]))
+    return (f"<h2>Reproduction: ours next to the published numbers</h2>"
+            f"<p>{html.escape(reproduction_legend(lb.confidence, bool(unverified)))}</p>"
+            f"{sortable(*reproduction_cells(rows, escape=html.escape), text=REPRODUCTION_TEXT)}"
+            + (f"<ul class='refs'>{items(unverified)}</ul>" if unverified else ""))
+
+
+def pairs_html(lb: Leaderboard, pairs) -> str:
+    """The paired comparisons with their legend and the pairs not compared; empty without ``pairs``."""
+    if pairs is None:
+        return ""
+    header, rows = pairs_cells(pairs, escape=html.escape)
+    metric = pairs["metric"].iloc[0] if len(pairs) else "acc"
+    skipped = pair_notes(pairs)
+    return (f"<h2>Paired comparisons</h2><p>{html.escape(pairs_legend(metric, lb.confidence))}</p>"
+            + (sortable(header, rows, text={"B", "Protocol", "Verdict"}) if rows
+               else "<p>No two strategies share seeds and a protocol.</p>")
+            + (f"<div class='notes'><b>Pairs not compared, or compared on fewer seeds</b><ul>{items(skipped)}</ul>"
+               "</div>" if skipped else ""))
 
 
 def items(lines) -> str:
@@ -104,10 +145,12 @@ def figures(lb: Leaderboard) -> str:
     return "".join(sections)
 
 
-def to_html(lb: Leaderboard, commands=(), remarks=(), title: str = "forgetbench leaderboard") -> str:
+def to_html(lb: Leaderboard, commands=(), remarks=(), title: str = "forgetbench leaderboard", pairs=None) -> str:
+    """The page; ``pairs`` (:func:`~benchmarks.reproduction.paired_comparisons`) adds their section."""
     notes = lb.notes()
     sources = "".join(f"<li>{html.escape(entry)}<ul>{items(protocols)}</ul></li>" if protocols
                       else f"<li>{html.escape(entry)}</li>" for entry, protocols in references(lb))
+    sources += items(table_legend(lb.table))
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{STYLE}</style></head>
 <body>
@@ -121,6 +164,8 @@ scenario, split) in bold (upper bounds such as joint training excluded). Click a
 <pre>{html.escape(chr(10).join(commands))}</pre>
 {"".join(f"<p>{html.escape(remark)}</p>" for remark in remarks)}
 </details>
+{reproduction_html(lb)}
+{pairs_html(lb, pairs)}
 <h2>Accuracy over experiences and mean accuracy matrices</h2>
 {figures(lb)}
 <script>{SORT_JS}</script>

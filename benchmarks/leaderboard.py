@@ -9,6 +9,11 @@ table needs) is skipped with a warning naming the file and why. Those warnings, 
 the groups that mix settings are the board's :meth:`~Leaderboard.notes`, shown in every output.
 Intransigence is recomputed against the joint-training runs read (same stream, scenario, model and
 seed), so it does not depend on whether a run finished before its joint reference did.
+
+Every published number whose conditions a test-split group satisfies is one row of
+:attr:`Leaderboard.published` (with whether it was checked in the paper or the authors' files: its
+``verified`` entry); the table shows one per metric (a verified one first), the reproduction table
+(:mod:`~benchmarks.reproduction`) all of them.
 """
 from __future__ import annotations
 
@@ -39,7 +44,15 @@ METRICS = {
     "time": ("Time (s)", False),
 }
 PUBLISHED_KEY = ["stream", "scenario", "model", "strategy"]  # what a published number is matched on
-REFERENCE_COLUMNS = [*PUBLISHED_KEY, "metric", "value", "reported", "conditions", "citation", "protocol"]
+REFERENCE_COLUMNS = [*PUBLISHED_KEY, "metric", "value", "reported", "conditions", "citation", "protocol", "verified"]
+# verified: where the number was read: "paper", "authors_files" (the authors' repository or data), or
+# "unverified: <why>" (e.g. a third-party transcription); files written before the column: NO_VERIFIED_COLUMN
+VERIFIED = ("paper", "authors_files")
+UNVERIFIED = "unverified"
+NO_VERIFIED_COLUMN = "unverified: no verified column"
+GAPS_FILE = "gaps.csv"  # in the reference folder: why our number differs from a published one (not a reference file)
+GAP_COLUMNS = ["stream", "scenario", "strategy", "note"]  # and optionally "metric" (blank: every metric)
+PUBLISHED_COLUMNS = [*GROUP, "metric", "value", "reported", "verified", "citation", "protocol", "marker"]
 LEGACY_UPPER_BOUNDS = ("joint", "cumulative")  # records written before strategies declared upper_bound
 LEGACY_OFFLINE = ("joint",)  # ... or offline
 FAILED = ("failed", "interrupted")  # left out and reported (until a later run of the config finishes)
@@ -55,6 +68,9 @@ class Leaderboard:
     warnings: list[str] = field(default_factory=list)  # groups that mix settings, then records skipped
     commands: list[str] = field(default_factory=list)  # what made the runs (:func:`run_commands`)
     confidence: float = 0.95
+    # every published number that matches a test-split group (:data:`PUBLISHED_COLUMNS`, :func:`match_references`)
+    published: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=PUBLISHED_COLUMNS))
+    gap_notes: dict = field(default_factory=dict)  # why ours differs from a published number (:func:`load_gap_notes`)
 
     def notes(self) -> list[str]:
         """What a reader of the numbers must know, one line each, in every output and on the terminal."""
@@ -191,17 +207,69 @@ def mixed_settings(runs: pd.DataFrame) -> list[str]:
     return messages
 
 
+def verified_entry(text: str) -> str | None:
+    """A ``verified`` cell as stored: ``paper``, ``authors_files`` or ``unverified: <why>`` (a blank cell:
+    ``unverified: verified left blank``); None when it is none of these."""
+    text = text.strip()
+    if text in VERIFIED:
+        return text
+    if not text:
+        return f"{UNVERIFIED}: verified left blank"
+    head, colon, why = text.partition(":")
+    if head.strip() == UNVERIFIED:
+        return f"{UNVERIFIED}: {why.strip() or 'no reason given'}"
+    return None
+
+
+def unverified_reason(verified: str) -> str | None:
+    """Why a published number is not verified (the text after ``unverified:``), or None when it is."""
+    return None if verified in VERIFIED else verified.partition(":")[2].strip()
+
+
 def load_references(folder: Path | str) -> pd.DataFrame:
-    """Published numbers: every ``*.csv`` in ``folder`` with :data:`REFERENCE_COLUMNS`."""
+    """Published numbers: every ``*.csv`` in ``folder`` (but :data:`GAPS_FILE`) with :data:`REFERENCE_COLUMNS`;
+    a file without ``verified`` (written before it) counts as :data:`NO_VERIFIED_COLUMN`."""
     frames = []
     for path in sorted(Path(folder).glob("*.csv")):
-        frames.append(pd.read_csv(path, dtype=str, keep_default_na=False))
-        missing = set(REFERENCE_COLUMNS) - set(frames[-1].columns)
+        if path.name == GAPS_FILE:
+            continue
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        missing = set(REFERENCE_COLUMNS) - set(frame.columns) - {"verified"}
         if missing:
             raise ValueError(f"{path}: missing columns {sorted(missing)}; expected {REFERENCE_COLUMNS}")
+        if "verified" not in frame:
+            frame["verified"] = NO_VERIFIED_COLUMN
+        entries = [verified_entry(v) for v in frame["verified"]]
+        wrong = [f"line {i + 2}: {v!r}" for i, (v, e) in enumerate(zip(frame["verified"], entries)) if e is None]
+        if wrong:
+            raise ValueError(f"{path}: verified must be paper, authors_files or 'unverified: <why>' "
+                             f"({'; '.join(wrong)})")
+        frames.append(frame.assign(verified=entries))
     refs = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=REFERENCE_COLUMNS)
     refs["value"] = pd.to_numeric(refs["value"])
     return refs[REFERENCE_COLUMNS]
+
+
+def load_gap_notes(path: Path | str) -> dict[tuple[str, str, str, str], str]:
+    """What differs from the paper / what was tried, per published number our number misses:
+    ``{(stream, scenario, strategy, metric): note}`` from a CSV with :data:`GAP_COLUMNS` and optionally
+    ``metric`` (blank or absent: every metric, key metric ``""``). A key given twice is an error."""
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = set(GAP_COLUMNS) - set(frame.columns)
+    if missing:
+        raise ValueError(f"{path}: missing columns {sorted(missing)}; expected {GAP_COLUMNS} and optionally metric")
+    notes = {}
+    for i, row in frame.iterrows():
+        key = (row["stream"].strip(), row["scenario"].strip(), row["strategy"].strip(), row.get("metric", "").strip())
+        if key in notes:
+            raise ValueError(f"{path}: line {i + 2}: {'/'.join(k for k in key if k)} given twice")
+        notes[key] = row["note"].strip()
+    return notes
+
+
+def gap_note(notes: dict, stream: str, scenario: str, strategy: str, metric: str) -> str | None:
+    """The note for this metric, else the one for every metric of (stream, scenario, strategy), else None."""
+    return notes.get((stream, scenario, strategy, metric)) or notes.get((stream, scenario, strategy, ""))
 
 
 def _lookup(config: dict, dotted: str):
@@ -220,32 +288,49 @@ def protocol_matches(conditions: str, configs) -> bool:
     return True
 
 
+def match_references(runs: pd.DataFrame, references: pd.DataFrame | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every published number whose conditions all runs of a test-split group satisfy (papers report
+    test-set numbers: never next to validation numbers), one row each (:data:`PUBLISHED_COLUMNS`), in
+    group order then file order; and the sources of those numbers (:func:`cite`), whose markers the rows carry."""
+    rows = []
+    for key, group in runs.groupby(GROUP, sort=True):
+        name = dict(zip(GROUP, key))
+        if references is None or name["eval_split"] != "test":
+            continue
+        candidates = references[(references[PUBLISHED_KEY] == pd.Series({k: name[k] for k in PUBLISHED_KEY}))
+                                .all(axis=1)]
+        for _, ref in candidates.iterrows():
+            if protocol_matches(ref["conditions"], group["config"]):
+                rows.append({**name, **{c: ref[c] for c in PUBLISHED_COLUMNS if c in ref}})
+    published = pd.DataFrame(rows, columns=PUBLISHED_COLUMNS)
+    sources = cite(list(dict.fromkeys(zip(published["citation"], published["protocol"]))))  # in order of first use
+    markers = dict(zip(zip(sources["citation"], sources["protocol"]), sources["marker"]))
+    published["marker"] = [markers[source] for source in zip(published["citation"], published["protocol"])]
+    return published, sources
+
+
 def aggregate(runs: pd.DataFrame, references: pd.DataFrame | None = None, confidence: float = 0.95):
-    """One row per group: n, mean and CI half-width per metric, the published numbers that match
-    (test-split groups only); and the sources of those numbers (:func:`cite`)."""
-    references = references if references is not None else pd.DataFrame(columns=REFERENCE_COLUMNS)
-    rows, shown = [], {}  # (citation, protocol) of the numbers shown, in order of first use
+    """One row per group: n, mean and CI half-width per metric, and per metric one of the published
+    numbers that match (:func:`match_references`; a verified one first, then the first in file order):
+    ``published_<metric>``, its marker ``published_<metric>_ref`` and ``published_<metric>_verified``.
+    Returns the table, every match and the sources (:func:`cite`)."""
+    published, sources = match_references(runs, references)
+    first = published.assign(unverified=~published["verified"].isin(VERIFIED)).sort_values(
+        "unverified", kind="stable").drop_duplicates([*GROUP, "metric"]).set_index([*GROUP, "metric"])
+    rows = []
     for key, group in runs.groupby(GROUP, sort=True):
         row = dict(zip(GROUP, key), n=len(group), upper_bound=bool(group["upper_bound"].any()),
                    offline=bool(group["offline"].all()),
                    memory_samples=group["memory_samples"].max(), memory_bytes=group["memory_bytes"].max())
         for metric in METRICS:
             row[f"{metric}_mean"], row[f"{metric}_ci"], _ = mean_ci(group[metric], confidence)
-        if row["eval_split"] == "test":  # papers report test-set numbers
-            candidates = references[(references[PUBLISHED_KEY] == pd.Series({k: row[k] for k in PUBLISHED_KEY}))
-                                    .all(axis=1)]
-            for _, ref in candidates.iterrows():
-                if protocol_matches(ref["conditions"], group["config"]):
-                    source = (ref["citation"], ref["protocol"])
-                    shown.setdefault(source)
-                    row[f"published_{ref['metric']}"], row[f"published_{ref['metric']}_ref"] = ref["value"], source
+        for metric in published["metric"].unique():
+            if (*key, metric) in first.index:
+                ref = first.loc[(*key, metric)]
+                row.update({f"published_{metric}": ref["value"], f"published_{metric}_ref": ref["marker"],
+                            f"published_{metric}_verified": ref["verified"]})
         rows.append(row)
-    sources = cite(list(shown))
-    markers = dict(zip(zip(sources["citation"], sources["protocol"]), sources["marker"]))
-    table = pd.DataFrame(rows)
-    for column in [c for c in table if c.startswith("published_") and c.endswith("_ref")]:
-        table[column] = [markers.get(source) for source in table[column]]  # NaN where none
-    return table, sources
+    return pd.DataFrame(rows), published, sources
 
 
 def cite(sources: list[tuple[str, str]]) -> pd.DataFrame:
@@ -286,13 +371,20 @@ def run_commands(runs: pd.DataFrame) -> list[str]:
     return list(commands)
 
 
-def build(dirs, reference_dir: Path | str | None = None, confidence: float = 0.95) -> Leaderboard:
-    """The leaderboard of the run records under ``dirs``. Raises FileNotFoundError for a directory that
-    does not exist, and :class:`NoRunsError` (with the skipped records' warnings) when none is usable."""
+def build(dirs, reference_dir: Path | str | None = None, confidence: float = 0.95,
+          gaps: Path | str | None = None) -> Leaderboard:
+    """The leaderboard of the run records under ``dirs``, with the published numbers in ``reference_dir``
+    and the notes on gaps in ``gaps`` (default: :data:`GAPS_FILE` in ``reference_dir``, when there is one).
+    Raises FileNotFoundError for a directory that does not exist, and :class:`NoRunsError` (with the
+    skipped records' warnings) when none is usable."""
     runs, failed, skipped = load_runs(dirs)
     if runs.empty:
         raise NoRunsError(f"no finished run records (record.json, status ok) under {[str(d) for d in dirs]}"
                           + (f"; {len(skipped)} skipped" if skipped else ""), skipped)
-    references = load_references(reference_dir) if reference_dir and Path(reference_dir).is_dir() else None
-    table, shown = aggregate(runs, references, confidence)
-    return Leaderboard(table, runs, shown, failed, mixed_settings(runs) + skipped, run_commands(runs), confidence)
+    has_references = bool(reference_dir) and Path(reference_dir).is_dir()
+    references = load_references(reference_dir) if has_references else None
+    if gaps is None and has_references and (Path(reference_dir) / GAPS_FILE).is_file():
+        gaps = Path(reference_dir) / GAPS_FILE
+    table, published, sources = aggregate(runs, references, confidence)
+    return Leaderboard(table, runs, sources, failed, mixed_settings(runs) + skipped, run_commands(runs), confidence,
+                       published, load_gap_notes(gaps) if gaps is not None else {})

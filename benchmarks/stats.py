@@ -1,12 +1,15 @@
-"""Mean and Student-t confidence interval over seeds, with no dependency beyond the standard library.
+"""Mean and Student-t confidence interval over seeds; paired differences between two strategies.
 
 The t quantile is the inverse of the t CDF, found by bisection; the CDF comes from the
 regularized incomplete beta function, evaluated by its continued fraction (Numerical Recipes
-in C, 2nd ed., section 6.4), accurate to ~1e-12 for the degrees of freedom used here.
+in C, 2nd ed., section 6.4), accurate to ~1e-12 for the degrees of freedom used here. Every interval
+(a leaderboard cell, a reproduction row, a paired difference) comes from :func:`mean_ci`; only the
+paired t-test's p-value comes from scipy (``scipy.stats.ttest_rel``).
 """
 from __future__ import annotations
 
 import math
+import warnings
 
 
 def _beta_continued_fraction(a: float, b: float, x: float, eps: float = 1e-15, max_terms: int = 500) -> float:
@@ -76,3 +79,29 @@ def mean_ci(values, confidence: float = 0.95) -> tuple[float, float, int]:
         return mean, math.nan, n
     sd = math.sqrt(math.fsum((x - mean) ** 2 for x in xs) / (n - 1))
     return mean, t_ppf((1.0 + confidence) / 2.0, n - 1) * sd / math.sqrt(n), n
+
+
+def _number(value) -> float:
+    """``value`` as a float; NaN for None or NaN."""
+    return math.nan if value is None else float(value)
+
+
+def paired_difference(a, b, confidence: float = 0.95) -> tuple[float, float, float, int]:
+    """(mean of a_i - b_i, half-width of its two-sided Student-t interval, two-sided paired t-test p-value,
+    n pairs) over the pairs where both values exist (the i-th of ``a`` and of ``b``: the same seed).
+
+    The interval is :func:`mean_ci` of the differences, t_{(1+confidence)/2, n-1} * s_d / sqrt(n); the
+    p-value is ``scipy.stats.ttest_rel(a, b).pvalue`` (t = mean / (s_d / sqrt(n)), n - 1 degrees of freedom).
+    Half-width and p are NaN when n < 2; when every difference is the same, the half-width is 0 and p is
+    0 (a nonzero difference) or NaN (all zero), as scipy gives them.
+    """
+    pairs = [(x, y) for x, y in zip(map(_number, a), map(_number, b)) if not (math.isnan(x) or math.isnan(y))]
+    mean, half, n = mean_ci([x - y for x, y in pairs], confidence)
+    if n < 2:
+        return mean, math.nan, math.nan, n
+    from scipy.stats import ttest_rel  # imported when a p-value is asked for: scipy is slow to import
+
+    with warnings.catch_warnings():  # identical differences: scipy warns, then divides by zero
+        warnings.simplefilter("ignore", RuntimeWarning)
+        p = float(ttest_rel([x for x, _ in pairs], [y for _, y in pairs]).pvalue)
+    return mean, half, p, n

@@ -6,7 +6,8 @@ splits don't compete, and neither do the upper bounds (strategies registered wit
 joint training, cumulative retraining), shown for reference. Each row shows the memory its strategy keeps at the
 end of the stream: stored samples and bytes (``Memory`` in forgetbench/strategies/registry.py).
 Every format also holds the commands that made it, the sentences given with ``--note`` (``remarks``),
-the board's notes (:meth:`Leaderboard.notes`) and one entry per cited paper.
+the board's notes (:meth:`Leaderboard.notes`) and one entry per cited paper. A published number not
+verified in the paper or the authors' files carries a ``†``, and a legend line says why (:func:`legend`).
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import math
 
 import pandas as pd
 
-from forgetbench.benchmarks.leaderboard import GROUP, METRICS, Leaderboard
+from forgetbench.benchmarks.leaderboard import GROUP, METRICS, Leaderboard, unverified_reason
 
 TITLES = {"stream": "Stream", "scenario": "Scenario", "eval_split": "Split", "model": "Model", "strategy": "Strategy",
           "n": "n"}
@@ -52,12 +53,44 @@ def memory_cells(row, missing: str = "–") -> list[str]:
     return [missing if _missing(samples) else f"{int(samples)}", missing if _missing(size) else f"{size / 1e6:.2f}"]
 
 
+DAGGER = "†"
+UNVERIFIED_LEGEND = f"{DAGGER} not verified in the paper or the authors' files"
+
+
+def published_cell(value, marker, verified: str, digits: int = 3, dagger: str = DAGGER) -> str:
+    """``0.199 [1]``, or ``0.199† [1]`` for a number not verified in the paper or the authors' files."""
+    return f"{value:.{digits}f}{'' if unverified_reason(verified) is None else dagger} [{marker}]"
+
+
+def legend(numbers) -> list[str]:
+    """One line per reason among the unverified numbers, given as (verified, marker) pairs:
+    ``† not verified in the paper or the authors' files ([2], [3]): <why>``; none when all are verified."""
+    reasons: dict[str, list[str]] = {}
+    for verified, marker in numbers:
+        why = unverified_reason(verified)
+        if why is not None and marker not in reasons.setdefault(why, []):
+            reasons[why].append(marker)
+    return [f"{UNVERIFIED_LEGEND} ({', '.join(f'[{m}]' for m in markers)}): {why}" for why, markers in reasons.items()]
+
+
+def table_legend(table: pd.DataFrame) -> list[str]:
+    """:func:`legend` of the published numbers a leaderboard table shows."""
+    numbers = []
+    for metric in METRICS:
+        if f"published_{metric}_verified" in table:
+            shown = table[table[f"published_{metric}"].notna()]
+            numbers += zip(shown[f"published_{metric}_verified"], shown[f"published_{metric}_ref"])
+    return legend(numbers)
+
+
 def published_metrics(table: pd.DataFrame) -> list[str]:
     return [m for m in METRICS if f"published_{m}" in table and table[f"published_{m}"].notna().any()]
 
 
-def cells(lb: Leaderboard, bold, pm: str = "±", missing: str = "–", escape=str) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of display strings; ``bold(text)`` marks the best cells."""
+def cells(lb: Leaderboard, bold, pm: str = "±", missing: str = "–", escape=str,
+          dagger: str = DAGGER) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of display strings; ``bold(text)`` marks the best cells, ``dagger`` the published
+    numbers not verified."""
     table = lb.table
     published = published_metrics(table)
     header = [TITLES[c] for c in (*GROUP, "n")] + ["Stored samples", "Memory (MB)"]
@@ -74,7 +107,8 @@ def cells(lb: Leaderboard, bold, pm: str = "±", missing: str = "–", escape=st
             out.append(bold(text) if marks.loc[i, metric] else text)
             if metric in published:
                 value = row[f"published_{metric}"]
-                out.append("" if _missing(value) else f"{value:.3f} [{row[f'published_{metric}_ref']}]")
+                out.append("" if _missing(value) else published_cell(value, row[f"published_{metric}_ref"],
+                                                                     row[f"published_{metric}_verified"], 3, dagger))
         rows.append(out)
     return header, rows
 
@@ -96,14 +130,15 @@ def references(lb: Leaderboard) -> list[tuple[str, list[str]]]:
 
 
 def note_lines(lb: Leaderboard) -> list[str]:
-    """The notes and the references as plain lines, for the formats that carry them as comments."""
+    """The notes, the references and the unverified numbers' legend as plain lines, for the formats that
+    carry them as comments."""
     notes = lb.notes()
     lines = ["Notes:", *[f"- {note}" for note in notes]] if notes else []
     entries = references(lb)
     if entries:
         lines += [REFERENCES_TITLE, *[line for entry, protocols in entries
                                       for line in (entry, *[f"  {p}" for p in protocols])]]
-    return lines
+    return lines + table_legend(lb.table)
 
 
 def comments(prefix: str, lines) -> list[str]:
@@ -126,6 +161,7 @@ def to_markdown(lb: Leaderboard, commands=(), remarks=()) -> str:
     if entries:
         lines += ["", REFERENCES_TITLE, ""]
         lines += [line for entry, protocols in entries for line in (f"- {entry}", *[f"  - {p}" for p in protocols])]
+    lines += [f"- {line}" for line in table_legend(lb.table)]
     return "\n".join(lines) + "\n"
 
 
@@ -147,7 +183,7 @@ def to_latex(lb: Leaderboard, commands=(), remarks=()) -> str:
     """A booktabs ``tabular`` (needs ``\\usepackage{booktabs}``); the commands and remarks as ``%`` lines
     above it, the notes and references below."""
     header, rows = cells(lb, bold=lambda t: rf"\textbf{{{t}}}", pm=r"$\pm$", missing="--",
-                         escape=_latex_escape)
+                         escape=_latex_escape, dagger=r"\textdagger{}")
     lines = comments("%", [*commands, *remarks])
     lines += [r"\begin{tabular}{" + "l" * len(GROUP) + "r" * (len(header) - len(GROUP)) + "}", r"\toprule",
               " & ".join(_latex_escape(h) for h in header) + r" \\", r"\midrule"]

@@ -3,11 +3,16 @@
     forgetbench-leaderboard results/runs/mnist_grid    # writes results/runs/mnist_grid/leaderboard.{md,csv,tex,html}
     forgetbench-leaderboard results/runs/a results/runs/b --out /tmp/boards/ --formats md,html
     forgetbench-leaderboard results/runs/mnist_grid --out results/leaderboard   # the published table
+    forgetbench-leaderboard results/runs/vandeven2019_* --out results/vandeven2019 \
+        --reproduction results/reproduction.md --pairs   # + results/reproduction.{md,csv}, vandeven2019_pairs.{md,csv}
 
 Each file holds the commands that made the runs (from their records) and this one, the ``--note``
 sentences, and the notes printed on stderr: groups whose runs mix settings, failed runs left out,
 records skipped (unreadable, not a JSON object, an ok record missing keys). A directory that does
-not exist is an error (exit status 2).
+not exist is an error (exit status 2). ``--reproduction PATH.md`` also writes the reproduction table
+(ours next to each matching published number: gap, inside our CI, verified, what differs) to
+``PATH.md`` and ``PATH.csv``; ``--pairs`` the paired-by-seed comparisons of ACC to ``<out>_pairs.{md,csv}``
+(and as a section of the HTML page).
 """
 import argparse
 import os
@@ -58,15 +63,25 @@ def main(argv=None) -> None:
     parser.add_argument("--references", type=Path, default=Path("results/reference"),
                         help="folder of published-number CSVs (skipped when missing)")
     parser.add_argument("--confidence", type=float, default=0.95, help="confidence level of the intervals")
+    parser.add_argument("--reproduction", metavar="PATH.md",
+                        help="also write the reproduction table (ours vs each matching published number) to "
+                             "PATH.md and PATH.csv")
+    parser.add_argument("--gaps", type=Path, help="CSV of what differs from each paper where our number misses "
+                                                  "(stream,scenario,strategy[,metric],note); default: gaps.csv in "
+                                                  "the references folder, when there is one")
+    parser.add_argument("--pairs", action="store_true",
+                        help="also write the paired-by-seed comparisons of ACC to <out>_pairs.md and .csv")
     parser.add_argument("--note", action="append", default=[],
                         help="a sentence shown with the commands, as prose (repeatable)")
     args = parser.parse_args(argv)
     missing = [f"{d}: {'not a directory' if d.exists() else 'no such directory'}" for d in args.dirs if not d.is_dir()]
     if missing:
         parser.error("; ".join(missing))
+    if args.gaps is not None and not args.gaps.is_file():
+        parser.error(f"--gaps {args.gaps}: no such file")
     stem = output_stem(args.out, args.dirs, parser)
 
-    from forgetbench.benchmarks import html_report, leaderboard, records, tables
+    from forgetbench.benchmarks import html_report, leaderboard, records, reproduction, tables
 
     writers = {"md": tables.to_markdown, "csv": tables.to_csv, "tex": tables.to_latex, "html": html_report.to_html}
     formats = args.formats.split(",")
@@ -74,15 +89,30 @@ def main(argv=None) -> None:
     if unknown:
         parser.error(f"unknown format(s) {sorted(unknown)}; choose from {list(writers)}")
     try:
-        board = leaderboard.build(args.dirs, args.references, args.confidence)
+        board = leaderboard.build(args.dirs, args.references, args.confidence, args.gaps)
     except leaderboard.NoRunsError as error:
         for message in error.warnings:
             print(f"warning: {message}", file=sys.stderr)
         parser.exit(1, f"{parser.prog}: error: {error}\n")
+    except ValueError as error:  # a reference or gaps file that cannot be read as one
+        parser.exit(1, f"{parser.prog}: error: {error}\n")
     commands = [*board.commands, " ".join(map(quote, [parser.prog, *without_notes(argv)]))]
-    for fmt in formats:
-        path = stem.with_name(f"{stem.name}.{fmt}")
-        records.atomic_write_text(path, writers[fmt](board, commands, args.note))
+    pairs = reproduction.paired_comparisons(board.runs, "acc", board.confidence) if args.pairs else None
+    writers["html"] = lambda *given: html_report.to_html(*given, pairs=pairs)  # with the pairs' section, if any
+    outputs = {stem.with_name(f"{stem.name}.{fmt}"): (lambda w=writers[fmt]: w(board, commands, args.note))
+               for fmt in formats}
+    if args.reproduction:
+        path = Path(args.reproduction)
+        path = path if path.suffix == ".md" else path.with_name(f"{path.name}.md")
+        outputs[path] = lambda: reproduction.reproduction_markdown(board, commands, args.note)
+        outputs[path.with_suffix(".csv")] = lambda: reproduction.reproduction_csv(board, commands, args.note)
+    if pairs is not None:
+        outputs[stem.with_name(f"{stem.name}_pairs.md")] = lambda: reproduction.pairs_markdown(board, pairs, commands,
+                                                                                             args.note)
+        outputs[stem.with_name(f"{stem.name}_pairs.csv")] = lambda: reproduction.pairs_csv(board, pairs, commands,
+                                                                                         args.note)
+    for path, render in outputs.items():
+        records.atomic_write_text(path, render())
         print(f"wrote {path}", file=sys.stderr)
     for note in board.notes():
         print(f"warning: {note}", file=sys.stderr)

@@ -48,6 +48,29 @@ def clean_registry():
         yield
 
 
+@pytest.fixture
+def trained(mnist_root, tiny_cfg):
+    """``trained(*overrides) -> (strategy, classes)``: the strategy the harness builds, trained on the first
+    experience of the tiny stream, and that experience's classes."""
+
+    import torch
+
+    from forgetbench.benchmarks.experiment import _build, build_strategy, seed_everything, validate
+
+    def train(*overrides):
+        cfg = tiny_cfg(*overrides)
+        info = validate(cfg)
+        seed_everything(cfg.seed)
+        stream = _build(cfg.stream)
+        model = _build(cfg.model, input_shape=stream.input_shape, num_outputs=stream.num_outputs,
+                       num_heads=stream.num_heads)
+        strategy = build_strategy(cfg, info, model, stream, torch.device("cpu"), [])
+        strategy.train(stream.benchmark().train_stream[0], eval_streams=[])
+        return strategy, set(stream.classes[0])  # class-IL: the labels are the classes
+
+    return train
+
+
 @pytest.fixture(scope="session")
 def mnist_root() -> Path:
     if not (DATA / "MNIST" / "raw").is_dir():

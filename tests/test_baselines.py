@@ -6,32 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from forgetbench.benchmarks.experiment import _build, build_strategy, run, seed_everything, validate
+from forgetbench.benchmarks.experiment import run
 from forgetbench.strategies.ewc import MergedEWCPlugin
 from forgetbench.strategies.si import SnapshotSIPlugin
 
 
 def _plugin(strategy, kind):
     return next(p for p in strategy.plugins if isinstance(p, kind))
-
-
-@pytest.fixture
-def trained(mnist_root, tiny_cfg):
-    """``trained(*overrides) -> (strategy, classes)``: the strategy the harness builds, trained on the first
-    experience of the tiny stream, and that experience's classes."""
-
-    def train(*overrides):
-        cfg = tiny_cfg(*overrides)
-        info = validate(cfg)
-        seed_everything(cfg.seed)
-        stream = _build(cfg.stream)
-        model = _build(cfg.model, input_shape=stream.input_shape, num_outputs=stream.num_outputs,
-                       num_heads=stream.num_heads)
-        strategy = build_strategy(cfg, info, model, stream, torch.device("cpu"), [])
-        strategy.train(stream.benchmark().train_stream[0], eval_streams=[])
-        return strategy, set(stream.classes[0])  # class-IL: the labels are the classes
-
-    return train
 
 
 def _params(model) -> torch.Tensor:

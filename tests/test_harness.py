@@ -170,6 +170,7 @@ def test_cuda_run_copies_nothing_host_to_device_per_batch(name, mnist_root, tmp_
 
 @pytest.mark.parametrize("experiment", sorted(p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml")))
 def test_every_experiment_file_composes_and_runs_tiny(experiment, mnist_root, tmp_path):
-    cfg = compose_cfg([f"experiment={experiment}", *TINY, "epochs=1"])
+    budget = ["iterations=2"] if compose_cfg([f"experiment={experiment}"]).iterations else ["epochs=1"]
+    cfg = compose_cfg([f"experiment={experiment}", *TINY, *budget])
     record = run(cfg, tmp_path / experiment)
     assert record["status"] == "ok" and len(record["accuracy_matrix"]) == cfg.stream.n_experiences + 1

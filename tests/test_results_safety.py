@@ -94,7 +94,14 @@ def message_lines(stderr: str) -> list[str]:
 
 
 def run_dirs(sweep_dir: Path) -> dict[str, dict]:
-    return {p.parent.name: json.loads(p.read_text()) for p in sorted(sweep_dir.glob("*/record.json"))}
+    """Run dir name without its config hash (checked against the record's config) -> record."""
+    out = {}
+    for path in sorted(sweep_dir.glob("*/record.json")):
+        record = json.loads(path.read_text())
+        name, digest = path.parent.name.rsplit("__", 1)
+        assert digest == sweep.config_hash(record["config"]), path
+        out[name] = record
+    return out
 
 
 def full_disk_under(monkeypatch, folder: Path, times: int | None = None) -> list:
@@ -190,9 +197,10 @@ def test_sweep_says_where_an_unwritable_record_went(tmp_path, mnist_root):
     result = forgetbench("-m", "strategy=naive,ewc", *CLI_TINY, f"results_dir={tmp_path}", "sweep_name=grid",
                          pre=pre, cwd=tmp_path, FORGETBENCH_UNSAVED_DIR=str(tmp_path / "unsaved"))
     assert result.returncode == 1, result.stderr
-    saved = tmp_path / "unsaved" / "grid__1__split_mnist__class__ewc__s0"
+    [saved] = (tmp_path / "unsaved").glob("grid__1__split_mnist__class__ewc__s0__*")
+    run_dir = saved.name.split("__", 1)[1]
     assert f"[run 2/2] split_mnist__class__ewc__s0: the run finished, but its record could " \
-           f"not be written to {tmp_path / 'grid' / '1__split_mnist__class__ewc__s0'}" in result.stderr
+           f"not be written to {tmp_path / 'grid' / run_dir}" in result.stderr
     assert f"saved to {saved} instead" in result.stderr and f"unsaved: {saved / 'record.json'}" in result.stderr
     assert json.loads((saved / "record.json").read_text())["status"] == "ok"
     assert result.stdout.count("accuracy matrix") == 2
@@ -423,7 +431,7 @@ def test_ctrl_c_mid_run_records_interrupted_and_exits_130(tmp_path, mnist_root):
     proc.proc.send_signal(signal.SIGINT)
     assert proc.finish() == 130
     stderr = proc.text("stderr")
-    path = tmp_path / "grid" / "0__split_mnist__class__naive__s0" / "record.json"
+    [path] = (tmp_path / "grid").glob("0__split_mnist__class__naive__s0__*/record.json")
     assert message_lines(stderr) == [f"forgetbench: interrupted (Ctrl-C); {path} says status: interrupted; "
                                      "run the same command again to resume the sweep"], stderr
     assert "Traceback" not in stderr
