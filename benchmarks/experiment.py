@@ -20,7 +20,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from forgetbench.benchmarks import records, schema
-from forgetbench.benchmarks.metrics import summarize
+from forgetbench.benchmarks.metrics import average_accuracy, summarize
 from forgetbench.benchmarks.streams import KINDS, SCENARIOS
 from forgetbench.benchmarks.sweep import COMMAND_ENV
 
@@ -209,7 +209,8 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
         model = _build(cfg.model, input_shape=stream.input_shape, num_outputs=stream.num_outputs,
                        num_heads=stream.num_heads)
         recorder = MatrixRecorder(stream.num_experiences, progress=cfg.progress,
-                                  on_train_loss=sink.log_train_loss if sink else None)
+                                  on_train_loss=sink.log_train_loss if sink else None,
+                                  task_masked=cfg.scenario == "class")  # task-IL read off the class-IL run
         strategy = build_strategy(cfg, info, model, stream, device, [recorder])
         record["memory"] = info.memory and info.memory.usage(
             info.params(strategy_node(cfg)), train_samples=[len(ids) for ids in stream.train_ids],
@@ -223,6 +224,8 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
         record.update(  # the matrix joins the record at once: a failure after this point keeps it
             accuracy_matrix=result.accuracy,
             loss_matrix=result.loss,
+            **({} if result.task_masked_accuracy is None  # class-IL only
+               else {"task_masked_accuracy_matrix": result.task_masked_accuracy}),
             timings={
                 "train_seconds": sum(result.train_seconds),
                 "eval_seconds": sum(result.eval_seconds),
@@ -233,7 +236,9 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
         )
         reference = records.joint_reference(cfg.results_dir, record)
         record.update(
-            metrics=summarize(result.accuracy, reference[0] if reference else None),
+            metrics={**summarize(result.accuracy, reference[0] if reference else None),
+                     "task_masked_acc": math.nan if result.task_masked_accuracy is None
+                     else average_accuracy(result.task_masked_accuracy)},
             intransigence_reference=reference[1] if reference else None,
             finished_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             status="ok",

@@ -9,15 +9,56 @@ run's device, so no data crosses from host to device per batch:
 - anything else a plugin builds from our datasets (EWC's importance pass) is a torch
   DataLoader, which fetches whole batches through ``TableDataset.__getitems__``.
 Datasets not built from a table keep Avalanche's loaders unchanged.
+
+Training augmentation (``stream.augment``, kept on the table): the mixin applies it to every training
+minibatch the strategy forwards, on the device, in one vectorized call (:func:`crop_flip`), after the
+strategy has joined its replayed samples (ER's loader, DER's ``_before_forward``): current and replayed
+samples alike get a fresh crop and flip at every step, as in Mammoth (its buffers store un-augmented
+inputs and apply the training transform to every replayed batch, utils/buffer.py ``get_data(transform=)``).
+Evaluation, and whatever a strategy computes outside its training forward (DER's stored logits, EWC's
+importances, a buffer batch a strategy forwards by itself such as ER-ACE's), see the images as they are.
+The random draws come from their own generator, seeded from the run's seed: the batch order is the
+same with and without augmentation.
 """
 from __future__ import annotations
 
 import functools
 import math
 
+import numpy as np
 import torch
 
 from forgetbench.benchmarks.streams import SampleTable, dataset_table, sample_ids
+
+AUGMENT_SEED_TAG = 0xA06  # keeps the augmentation's random stream apart from the batch order's
+
+
+def crop_flip(x: torch.Tensor, fill: torch.Tensor | None, generator: torch.Generator | None = None,
+              padding: int = 4) -> torch.Tensor:
+    """Per sample, a random crop of ``x`` (N x C x H x W) padded by ``padding`` pixels of ``fill`` (C values;
+    None: 0), then a horizontal flip with probability 0.5: torchvision's ``RandomCrop(H, padding)`` +
+    ``RandomHorizontalFlip()`` for the whole batch at once (two gathers, no per-sample loop, no host sync).
+    Offsets are uniform in 0..2*padding per axis, as torchvision draws them. Returns a new tensor."""
+    n, c, h, w = x.shape
+    p, device = int(padding), x.device
+    offsets = torch.randint(0, 2 * p + 1, (2, n), generator=generator, device=device)
+    flip = torch.randint(0, 2, (n, 1), generator=generator, device=device).bool()
+    padded = (torch.zeros(c, dtype=x.dtype, device=device) if fill is None else fill.to(device, x.dtype))
+    padded = padded.view(1, c, 1, 1).expand(n, c, h + 2 * p, w + 2 * p).clone()
+    padded[:, :, p:p + h, p:p + w] = x
+    rows = offsets[0, :, None] + torch.arange(h, device=device)  # n x h
+    columns = torch.arange(w, device=device).expand(n, w)
+    columns = torch.where(flip, w - 1 - columns, columns) + offsets[1, :, None]  # n x w; flipped: read right to left
+    out = padded.gather(2, rows[:, None, :, None].expand(n, c, h, w + 2 * p))
+    return out.gather(3, columns[:, None, None, :].expand(n, c, h, w))
+
+
+AUGMENTATIONS = {"crop_flip": crop_flip}  # streams.AUGMENTATIONS names these
+
+
+def augment_seed(seed: int) -> int:
+    """The augmentation generator's seed for a run seeded with ``seed``."""
+    return int(np.random.SeedSequence([int(seed), AUGMENT_SEED_TAG]).generate_state(1)[0])
 
 
 class TensorBatches:
@@ -99,6 +140,7 @@ class FastDataMixin:
 
     fast_data: bool = True
     data_generator: torch.Generator | None = None
+    augment_generator: torch.Generator | None = None  # made on first use (see _augment)
 
     def _fast(self, shuffle: bool, batch_size: int, drop_last: bool = False):
         table = dataset_table(self.adapted_dataset)
@@ -123,6 +165,22 @@ class FastDataMixin:
         if self.fast_data and isinstance(self.dataloader, MultiDatasetDataLoader):
             self.dataloader = TensorMultiBatches.from_avalanche(self.dataloader, self.data_generator) \
                 or self.dataloader
+
+    def _before_forward(self, **kwargs):
+        super()._before_forward(**kwargs)  # plugins, then e.g. DER joins its replayed samples
+        self._augment()
+
+    def _augment(self) -> None:
+        """Apply the table's training augmentation to the minibatch about to be forwarded (training only:
+        Avalanche's evaluation loop calls ``_before_eval_forward`` instead)."""
+        table = dataset_table(getattr(self, "adapted_dataset", None))
+        if table is None or table.augment is None:
+            return
+        x, generator = self.mbatch[0], self.augment_generator
+        if generator is None or generator.device != x.device:
+            seed = self.data_generator.initial_seed() if self.data_generator is not None else torch.initial_seed()
+            generator = self.augment_generator = torch.Generator(device=x.device).manual_seed(augment_seed(seed))
+        self.mbatch[0] = AUGMENTATIONS[table.augment](x, table.fill, generator)
 
     def make_eval_dataloader(self, num_workers=0, shuffle=False, pin_memory=None,
                              persistent_workers=False, **kwargs):

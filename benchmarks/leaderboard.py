@@ -37,6 +37,7 @@ GROUP = ["stream", "scenario", "eval_split", "model", "strategy"]  # eval_split:
 METRICS = {
     "acc": ("ACC", True),
     "avg_inc_acc": ("Avg inc. ACC", True),
+    "task_masked_acc": ("Task-masked ACC", True),  # class-IL runs scored with only each experience's classes
     "bwt": ("BWT", True),
     "fwt": ("FWT", True),
     "forgetting": ("Forgetting", False),

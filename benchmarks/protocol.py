@@ -3,13 +3,18 @@ each one evaluate on every test experience, filling the accuracy (and loss) matr
 
 Training and evaluation are the strategy's own (Avalanche's) loops; this module only drives
 them and reads the results through one plugin, :class:`MatrixRecorder`.
+
+Task-masked accuracy ("task-IL from a class-IL run", as DER and CLS-ER report Task-IL: Mammoth's
+``utils/training.py: mask_classes``): with ``MatrixRecorder(task_masked=True)`` every evaluation also
+scores test experience j with only the outputs of experience j's classes competing (the argmax over
+those), from the same forward pass as the accuracy, giving a second (T+1) x T matrix.
 """
 from __future__ import annotations
 
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -106,11 +111,18 @@ class MatrixRecorder(SupervisedPlugin):
     """
 
     def __init__(self, num_experiences: int, progress: bool = True,
-                 on_train_loss: Callable[[int, float], None] | None = None, loss_every: int = 50):
+                 on_train_loss: Callable[[int, float], None] | None = None, loss_every: int = 50,
+                 task_masked: bool = False, task_classes: Sequence[Sequence[int]] | None = None):
         super().__init__()
         self.num_experiences, self.progress = num_experiences, progress
         self.on_train_loss, self.loss_every = on_train_loss, loss_every
         self.results: dict[int, tuple[float, float]] = {}
+        # task-masked accuracy (class-IL): experience -> accuracy with only its classes' outputs competing.
+        # ``task_classes[j]``: the labels of experience j (run_protocol fills them in from the benchmark)
+        self.task_masked = task_masked or task_classes is not None
+        self.task_classes = None if task_classes is None else [sorted(int(c) for c in cs) for cs in task_classes]
+        self.masked_results: dict[int, float] = {}
+        self._masks: dict[tuple, torch.Tensor] = {}
         self._bar = None
         self._step = 0  # training steps so far, over the whole run
         self._exp_start = 0  # self._step when the current training experience began
@@ -122,16 +134,36 @@ class MatrixRecorder(SupervisedPlugin):
 
     # evaluation: sums stay on the device until the experience ends (no sync per batch)
     def before_eval_exp(self, strategy, **kwargs):
-        self._correct = self._loss = 0.0
+        self._correct = self._loss = self._masked_correct = 0.0
         self._count = 0
         self._eval_outputs = 2
 
     def after_eval_iteration(self, strategy, **kwargs):
-        n = len(strategy.mb_y)
-        self._correct = self._correct + (strategy.mb_output.argmax(1) == strategy.mb_y).sum()
+        n, output = len(strategy.mb_y), strategy.mb_output
+        self._correct = self._correct + (output.argmax(1) == strategy.mb_y).sum()
         self._loss = self._loss + strategy.loss.detach() * n
         self._count += n
-        self._eval_outputs = strategy.mb_output.shape[-1]
+        self._eval_outputs = output.shape[-1]
+        if self.task_masked:  # the same outputs, only experience j's classes competing
+            mask = self._mask(strategy.experience.current_experience, output)
+            masked = output.detach().masked_fill(~mask, float("-inf")).argmax(1)
+            self._masked_correct = self._masked_correct + (masked == strategy.mb_y).sum()
+
+    def _mask(self, exp: int, output: torch.Tensor) -> torch.Tensor:
+        """Boolean (outputs,) on the output's device: True for the classes of experience ``exp`` (cached)."""
+        key = (exp, output.shape[-1], output.device)
+        if key not in self._masks:
+            if self.task_classes is None or exp >= len(self.task_classes):
+                raise ValueError(f"task-masked accuracy: the classes of experience {exp} are not known; pass "
+                                 "task_classes or evaluate through run_protocol")
+            classes = torch.as_tensor(self.task_classes[exp], dtype=torch.long)
+            if len(classes) and (classes.min() < 0 or classes.max() >= output.shape[-1]):
+                raise ValueError(f"task-masked accuracy: experience {exp}'s classes {self.task_classes[exp]} are "
+                                 f"not all among the model's {output.shape[-1]} outputs")
+            mask = torch.zeros(output.shape[-1], dtype=torch.bool)
+            mask[classes] = True
+            self._masks[key] = mask.to(output.device)
+        return self._masks[key]
 
     def after_eval_exp(self, strategy, **kwargs):
         exp = strategy.experience.current_experience
@@ -149,6 +181,8 @@ class MatrixRecorder(SupervisedPlugin):
                 f"mean evaluation loss on experience {exp} {value}{self._hint}; {_lr_hint(strategy)}",
                 experience=self._trained, step=step, step_in_experience=step_in)
         self.results[exp] = (acc, loss)
+        if self.task_masked:
+            self.masked_results[exp] = float(self._masked_correct) / count
 
     # training: progress, loss and divergence
     def before_training_exp(self, strategy, **kwargs):
@@ -226,12 +260,28 @@ class ProtocolResult:
     loss: np.ndarray
     train_seconds: list[float] = field(default_factory=list)  # per training call
     eval_seconds: list[float] = field(default_factory=list)  # per evaluated row
+    task_masked_accuracy: np.ndarray | None = None  # (T+1) x T when the recorder is task_masked, else None
 
 
 def synchronize(device: torch.device) -> None:
     """Wait for queued GPU work, so a wall-clock time covers it (no-op on CPU)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def experience_classes(benchmark) -> list[list[int]]:
+    """The labels of each experience: those of its training and its evaluation data together (so a class
+    that a small ``max_test_per_exp`` leaves out of the test split still counts as the experience's)."""
+    out = []
+    for train, test in zip(benchmark.train_stream, benchmark.test_stream):
+        labels = set()
+        for experience in (train, test):
+            classes = getattr(experience, "classes_in_this_experience", None)
+            if classes is None:
+                classes = torch.unique(torch.as_tensor(list(experience.dataset.targets))).tolist()
+            labels.update(int(c) for c in classes)
+        out.append(sorted(labels))
+    return out
 
 
 def run_protocol(strategy, benchmark, recorder: MatrixRecorder, offline: bool = False,
@@ -243,15 +293,22 @@ def run_protocol(strategy, benchmark, recorder: MatrixRecorder, offline: bool = 
     T = len(train_stream)
     result = ProtocolResult(np.full((T + 1, T), np.nan), np.full((T + 1, T), np.nan))
     device = strategy.device
+    if recorder.task_masked:
+        result.task_masked_accuracy = np.full((T + 1, T), np.nan)
+        if recorder.task_classes is None:
+            recorder.task_classes = experience_classes(benchmark)
 
     def evaluate(row: int):
         recorder.results.clear()
+        recorder.masked_results.clear()
         start = time.perf_counter()
         strategy.eval(test_stream)
         synchronize(device)
         result.eval_seconds.append(time.perf_counter() - start)
         for j, (acc, loss) in recorder.results.items():
             result.accuracy[row, j], result.loss[row, j] = acc, loss
+        for j, acc in recorder.masked_results.items():
+            result.task_masked_accuracy[row, j] = acc
         if on_row is not None:
             on_row(row, result.accuracy[row], result.loss[row])
 

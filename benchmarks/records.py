@@ -144,6 +144,9 @@ def write_run_files(run_dir: Path, record: dict) -> None:
     if record.get("status") == "ok":
         acc, loss = np.asarray(record["accuracy_matrix"], dtype=float), np.asarray(record["loss_matrix"], dtype=float)
         atomic_write_text(run_dir / "accuracy_matrix.csv", matrix_csv(acc))
+        if record.get("task_masked_accuracy_matrix") is not None:
+            atomic_write_text(run_dir / "task_masked_accuracy_matrix.csv",
+                              matrix_csv(np.asarray(record["task_masked_accuracy_matrix"], dtype=float)))
         atomic_write_text(run_dir / "accuracy.csv", long_csv(record["run_id"], acc, loss))
     write_json(run_dir / "record.json", record)
 

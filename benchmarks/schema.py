@@ -75,6 +75,7 @@ RULES = {  # the harness's keys: type (with bounds)
     "stream.max_train_per_exp": Optional[Annotated[int, POSITIVE]],
     "stream.max_test_per_exp": Optional[Annotated[int, POSITIVE]],
     "stream.validation": Optional[Annotated[float, Bounds(min=0, max=1, exclusive_max=True)]],
+    "stream.augment": Optional[Literal["crop_flip"]],  # streams.AUGMENTATIONS
     "optimizer.lr": Annotated[float, Bounds(min=0, exclusive_min=True)],
     "model.dropout": Annotated[float, Bounds(min=0, max=1)],
 }

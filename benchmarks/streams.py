@@ -47,6 +47,9 @@ class SampleTable:
     background: float = 0.0  # normalized value of a black pixel (rotation fill)
     permutations: torch.Tensor | None = None  # views x (C*H*W)
     angles: torch.Tensor | None = None  # views, degrees
+    augment: str | None = None  # training augmentation (one of AUGMENTATIONS), applied per training batch
+    #                             on the device by benchmarks.fastdata, never to evaluation
+    fill: torch.Tensor | None = None  # C: normalized value of a black pixel per channel (the crop's padding)
 
     def gather(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         ids = ids.to(self.source.device)
@@ -324,11 +327,12 @@ def _transformed_stream(
     max_train_per_exp: int | None,
     max_test_per_exp: int | None,
     name: str,
+    normalize: bool = True,
     **views,
 ) -> Stream:
     """Every experience holds all classes, seen through its own input transform (view)."""
     n_classes = dataset.num_classes
-    images, background = _normalized(dataset)
+    images, background = _normalized(dataset, normalize)
     n_train, n_test = len(dataset.train_y), len(dataset.test_y)
     base_y = torch.cat([dataset.train_y, dataset.test_y])
     train_rows = _first(torch.arange(n_train), max_train_per_exp)
@@ -366,16 +370,17 @@ def _transformed_stream(
 
 
 def permuted_stream(dataset: Dataset, n_experiences: int = 10, scenario: str = "domain", seed: int = 0,
-                    max_train_per_exp=None, max_test_per_exp=None, name=None) -> Stream:
+                    max_train_per_exp=None, max_test_per_exp=None, name=None, normalize: bool = True) -> Stream:
     """Each experience applies its own fixed random pixel permutation (drawn from ``seed``).
 
     In class-IL each experience's digits are new classes (10 x T outputs), as in van de Ven et al.
+    ``normalize=False`` keeps raw pixel intensities in [0, 1] (Mammoth's perm-mnist, DER's P-MNIST).
     """
     gen = torch.Generator().manual_seed(seed)
     size = math.prod(dataset.input_shape)
     perms = torch.stack([torch.randperm(size, generator=gen) for _ in range(n_experiences)])
     stream = _transformed_stream(dataset, n_experiences, scenario, max_train_per_exp, max_test_per_exp,
-                                 name or f"permuted_{dataset.name}", permutations=perms)
+                                 name or f"permuted_{dataset.name}", normalize, permutations=perms)
     stream.info["permutation_seed"] = seed
     return stream
 
@@ -394,20 +399,47 @@ def rotated_stream(dataset: Dataset, n_experiences: int = 10, scenario: str = "d
 
 
 KINDS = {"split": split_stream, "permuted": permuted_stream, "rotated": rotated_stream}
+# Training augmentations (``stream.augment``), applied per training batch by benchmarks.fastdata:
+# crop_flip = RandomCrop(size, padding 4, black padding) + RandomHorizontalFlip(0.5), the CIFAR recipe.
+AUGMENTATIONS = ("crop_flip",)
 
 
 def build_stream(kind: str, dataset: str, root=None, download: bool = False, validation: float | None = None,
-                 **kwargs) -> Stream:
+                 augment: str | None = None, **kwargs) -> Stream:
     """Entry point used by the ``stream`` config group (``_target_``). ``validation``: hold out that
-    fraction of each experience's training data and evaluate on it (:func:`hold_out`)."""
+    fraction of each experience's training data and evaluate on it (:func:`hold_out`). ``augment``:
+    a training augmentation of :data:`AUGMENTATIONS` (None: none), see :func:`with_augmentation`."""
     if kind not in KINDS:
         raise ValueError(f"unknown stream kind {kind!r}; choose one of {sorted(KINDS)}")
     if validation:  # refuse a bad fraction before reading the data
         _check_fraction(validation)
+    _check_augment(augment, kind)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         data = load_dataset(dataset, root, download)
-    return hold_out(KINDS[kind](data, **kwargs), validation, seed=kwargs.get("seed", 0))
+    stream = KINDS[kind](data, **kwargs)
+    stream = with_augmentation(stream, augment, data, normalized=kwargs.get("normalize", True))
+    return hold_out(stream, validation, seed=kwargs.get("seed", 0))
+
+
+def _check_augment(augment, kind: str) -> None:
+    if augment is not None and augment not in AUGMENTATIONS:
+        raise _config_error(f"stream.augment={augment}: must be one of {', '.join(AUGMENTATIONS)}, or null for none")
+    if augment is not None and kind == "permuted":
+        raise _config_error(f"stream.augment={augment}: not for a permuted stream (a crop or flip of permuted "
+                            "pixels is no image transform); use stream.augment=null")
+
+
+def with_augmentation(stream: Stream, augment: str | None, data: Dataset, normalized: bool = True) -> Stream:
+    """``stream`` whose training batches get ``augment`` (recorded in ``stream.info``), padding with black
+    (per channel: ``-mean / std`` when the pixels are normalized, else 0)."""
+    if augment is None:
+        return stream
+    fill = (-torch.tensor(data.mean) / torch.tensor(data.std)) if normalized else torch.zeros(len(data.mean))
+    stream.table = dataclasses.replace(stream.table, augment=augment,
+                                       fill=fill.to(stream.table.images.dtype).to(stream.table.device))
+    stream.info = {**stream.info, "augment": augment}
+    return stream
 
 
 VALIDATION_SEED_TAG = 0x7A11D  # keeps the split's random stream apart from the class order's and the permutations'
