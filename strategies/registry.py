@@ -22,8 +22,8 @@ import fnmatch
 import importlib
 import inspect
 import pkgutil
-import warnings
 from dataclasses import dataclass, field
+from typing import Callable
 
 from forgetbench.benchmarks.streams import SCENARIOS
 
@@ -51,6 +51,8 @@ class Memory:
     per_experience: bool = False
     logits: bool = False
     networks: float = 0.0
+    # other parameter sets kept, not model-sized (a generator and its copy): f(params, input_numel) -> count
+    parameters: Callable[[dict, int], int] | None = None
 
     def describe(self, params: dict | None = None) -> str:
         """E.g. ``"1000 samples (mem_size) + logits, 2 model copies"``; ``params`` gives the bound's value."""
@@ -62,6 +64,8 @@ class Memory:
             parts.append(bound + (" per experience" if self.per_experience else "") + (" + logits" if self.logits else ""))
         if self.networks:
             parts.append(f"{self.networks:g} model cop{'y' if self.networks == 1 else 'ies'}")
+        if self.parameters:
+            parts.append("other networks (e.g. a generator), counted exactly")
         return ", ".join(parts) or "none"
 
     def usage(self, params: dict, *, train_samples: list[int], input_numel: int, num_outputs: int,
@@ -76,8 +80,8 @@ class Memory:
         else:
             samples = 0
         per_sample = input_numel + 8 + (4 * num_outputs if self.logits else 0)
-        return {"samples": samples, "bytes": samples * per_sample + int(self.networks * model_parameters * 4),
-                "stores": self.describe(params)}
+        parameters = self.networks * model_parameters + (self.parameters(params, input_numel) if self.parameters else 0)
+        return {"samples": samples, "bytes": samples * per_sample + int(parameters * 4), "stores": self.describe(params)}
 
 
 @dataclass(frozen=True)

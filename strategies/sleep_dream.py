@@ -153,15 +153,9 @@ def vae_parameters(input_numel: int, hidden_sizes: Sequence[int] = (400, 400), l
     return encoder + (widths[-1] * latent_size + latent_size) + widths[-1] * latent_size + decoder
 
 
-def _mlp_parameters(input_numel: int, hidden_sizes: Sequence[int], outputs: int) -> int:
-    widths = [input_numel, *hidden_sizes, outputs]
-    return sum(a * b + b for a, b in zip(widths, widths[1:]))
-
-
-# Memory counts model-sized parameter sets: the generator + its copy (each 2.24 classifiers on Split-MNIST:
-# 1,069,684 parameters vs 478,410 for the MLP 784-400-400-10) + the classifier's copy = 5.47, to 2 decimals,
-# for the default generator and that classifier (class-IL Split-MNIST); another stream or model changes the ratio.
-NETWORKS = round(1 + 2 * vae_parameters(784) / _mlp_parameters(784, (400, 400), 10), 2)
+def memory_parameters(params: dict, input_numel: int) -> int:
+    """Parameters kept besides the classifier's copy: the generator and its frozen copy."""
+    return 2 * vae_parameters(input_numel, params["generator_hidden_sizes"], params["latent_size"])
 
 
 def soft_targets(teacher_logits: torch.Tensor, classes: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -338,7 +332,7 @@ class DreamSleep(SleepPlugin):
         self.optimizer = torch.optim.Adam(self.generator.parameters(), lr=self.generator_lr, betas=(0.9, 0.999))
 
 
-@register_strategy("sleep_dream", memory=Memory(networks=NETWORKS),
+@register_strategy("sleep_dream", memory=Memory(networks=1, parameters=memory_parameters),
                    description="hippocampal generative replay (DGR+distill): a VAE dreams past experiences")
 class SleepDream(SupervisedTemplate):
     """Deep generative replay with distillation (van de Ven & Tolias 2019's DGR+distill); no stored data.
