@@ -269,19 +269,19 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def classes_of(experience) -> set[int]:
+    """The labels in an experience's data (Avalanche's ``classes_in_this_experience`` where it has it)."""
+    classes = getattr(experience, "classes_in_this_experience", None)
+    if classes is None:
+        classes = torch.unique(torch.as_tensor(list(experience.dataset.targets))).tolist()
+    return {int(c) for c in classes}
+
+
 def experience_classes(benchmark) -> list[list[int]]:
     """The labels of each experience: those of its training and its evaluation data together (so a class
     that a small ``max_test_per_exp`` leaves out of the test split still counts as the experience's)."""
-    out = []
-    for train, test in zip(benchmark.train_stream, benchmark.test_stream):
-        labels = set()
-        for experience in (train, test):
-            classes = getattr(experience, "classes_in_this_experience", None)
-            if classes is None:
-                classes = torch.unique(torch.as_tensor(list(experience.dataset.targets))).tolist()
-            labels.update(int(c) for c in classes)
-        out.append(sorted(labels))
-    return out
+    return [sorted(classes_of(train) | classes_of(test))
+            for train, test in zip(benchmark.train_stream, benchmark.test_stream)]
 
 
 def run_protocol(strategy, benchmark, recorder: MatrixRecorder, offline: bool = False,

@@ -26,7 +26,8 @@ from forgetbench.benchmarks.leaderboard import GROUP, METRICS, Leaderboard, gap_
 from forgetbench.benchmarks.records import flatten
 from forgetbench.benchmarks.stats import mean_ci, paired_difference
 from forgetbench.benchmarks.sweep import identity
-from forgetbench.benchmarks.tables import DAGGER, cell, comments, legend, published_cell, references
+from forgetbench.benchmarks.tables import (DAGGER, cell, comments, legend, markdown_head, markdown_notes,
+                                           markdown_references, markdown_table, published_cell)
 
 THRESHOLD = 2.0  # points: a larger gap (either way) needs a note saying what differs and what was tried
 UNEXPLAINED = "not yet explained"
@@ -106,36 +107,19 @@ def reproduction_cells(rows: pd.DataFrame, pm: str = "±", escape=str) -> tuple[
 
 def _sources(lb: Leaderboard, rows: pd.DataFrame) -> list[str]:
     """The sources of the numbers and the reasons some are not verified, as Markdown list lines."""
-    lines = [line for entry, protocols in references(lb) for line in (f"- {entry}", *[f"  - {p}" for p in protocols])]
-    return lines + [f"- {line}" for line in legend(zip(rows["verified"], rows["marker"]))]
-
-
-def _markdown(header: list[str], rows: list[list[str]], numeric) -> list[str]:
-    """A Markdown table, the ``numeric`` columns right-aligned, ``|`` in a cell escaped."""
-    return ["| " + " | ".join(header) + " |", "|" + "|".join("---:" if h in numeric else "---" for h in header) + "|",
-            *["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]]
-
-
-def _head(commands, remarks) -> list[str]:
-    lines = ["```sh", *commands, "```", ""] if commands else []
-    return lines + [line for remark in remarks for line in (remark, "")]
-
-
-def _notes(lb: Leaderboard) -> list[str]:
-    notes = lb.notes()
-    return ["", "Notes:", "", *[f"- {note}" for note in notes]] if notes else []
+    return markdown_references(lb) + [f"- {line}" for line in legend(zip(rows["verified"], rows["marker"]))]
 
 
 def reproduction_markdown(lb: Leaderboard, commands=(), remarks=()) -> str:
     """The commands that made the runs, the remarks, a legend, the table, the board's notes, the sources."""
     rows = reproduction(lb)
-    lines = [*_head(commands, remarks), reproduction_legend(lb.confidence, _unverified(rows)), ""]
+    lines = [*markdown_head(commands, remarks), reproduction_legend(lb.confidence, _unverified(rows)), ""]
     if rows.empty:
         lines.append("No published number matches a test-split group of these runs.")
     else:
         header, cells = reproduction_cells(rows)
-        lines += _markdown(header, cells, numeric={"n", "Ours", "Published", "As printed", "Gap (points)"})
-    lines += _notes(lb)
+        lines += markdown_table(header, cells, right={"n", "Ours", "Published", "As printed", "Gap (points)"})
+    lines += markdown_notes(lb)
     if not rows.empty:
         lines += ["", "Published numbers:", "", *_sources(lb, rows)]
     return "\n".join(lines) + "\n"
@@ -270,14 +254,14 @@ def pairs_markdown(lb: Leaderboard, pairs: pd.DataFrame, commands=(), remarks=()
     """The commands, the remarks, a legend, the table of compared pairs, the pairs not compared (or on fewer
     seeds) and the board's notes."""
     metric = pairs["metric"].iloc[0] if len(pairs) else "acc"
-    lines = [*_head(commands, remarks), pairs_legend(metric, lb.confidence), ""]
+    lines = [*markdown_head(commands, remarks), pairs_legend(metric, lb.confidence), ""]
     header, rows = pairs_cells(pairs)
-    lines += _markdown(header, rows, numeric={"n", header[-3], "p"}) if rows else [
+    lines += markdown_table(header, rows, right={"n", header[-3], "p"}) if rows else [
         "No two strategies share seeds and a protocol."]
     skipped = pair_notes(pairs)
     if skipped:
         lines += ["", "Pairs not compared, or compared on fewer seeds:", "", *[f"- {line}" for line in skipped]]
-    return "\n".join(lines + _notes(lb)) + "\n"
+    return "\n".join(lines + markdown_notes(lb)) + "\n"
 
 
 def pairs_csv(lb: Leaderboard, pairs: pd.DataFrame, commands=(), remarks=()) -> str:

@@ -146,21 +146,37 @@ def comments(prefix: str, lines) -> list[str]:
     return [f"{prefix} {part}".rstrip() for line in lines for part in (str(line).splitlines() or [""])]
 
 
+def markdown_head(commands=(), remarks=()) -> list[str]:
+    """The commands in a ``sh`` block, then the remarks as paragraphs (the top of every Markdown output)."""
+    lines = ["```sh", *commands, "```", ""] if commands else []
+    return lines + [line for remark in remarks for line in (remark, "")]
+
+
+def markdown_table(header: list[str], rows: list[list[str]], right) -> list[str]:
+    """A Markdown table; the columns named in ``right`` right-aligned, ``|`` in a cell escaped."""
+    return ["| " + " | ".join(header) + " |", "|" + "|".join("---:" if h in right else "---" for h in header) + "|",
+            *["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]]
+
+
+def markdown_notes(lb: Leaderboard) -> list[str]:
+    """The board's notes as a Markdown list under a "Notes:" line (nothing when there are none)."""
+    notes = lb.notes()
+    return ["", "Notes:", "", *[f"- {note}" for note in notes]] if notes else []
+
+
+def markdown_references(lb: Leaderboard) -> list[str]:
+    """One list entry per cited paper, its protocols nested under it."""
+    return [line for entry, protocols in references(lb) for line in (f"- {entry}", *[f"  - {p}" for p in protocols])]
+
+
 def to_markdown(lb: Leaderboard, commands=(), remarks=()) -> str:
     """The commands in a ``sh`` block, the remarks as paragraphs, the table, then the notes and references."""
     header, rows = cells(lb, bold=lambda t: f"**{t}**")
-    lines = ["```sh", *commands, "```", ""] if commands else []
-    lines += [line for remark in remarks for line in (remark, "")]
-    lines += ["| " + " | ".join(header) + " |", "|" + "|".join("---" if i < len(GROUP) else "---:"
-                                                             for i in range(len(header))) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    notes = lb.notes()
-    if notes:
-        lines += ["", "Notes:", "", *[f"- {note}" for note in notes]]
-    entries = references(lb)
+    lines = [*markdown_head(commands, remarks), *markdown_table(header, rows, right=header[len(GROUP):]),
+             *markdown_notes(lb)]
+    entries = markdown_references(lb)
     if entries:
-        lines += ["", REFERENCES_TITLE, ""]
-        lines += [line for entry, protocols in entries for line in (f"- {entry}", *[f"  - {p}" for p in protocols])]
+        lines += ["", REFERENCES_TITLE, "", *entries]
     lines += [f"- {line}" for line in table_legend(lb.table)]
     return "\n".join(lines) + "\n"
 

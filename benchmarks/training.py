@@ -14,6 +14,8 @@ import torch
 from avalanche.core import SupervisedPlugin
 from torch.nn import functional as F
 
+from forgetbench.benchmarks.protocol import classes_of
+
 
 class IterationBudget(SupervisedPlugin):
     """Stops training an experience after ``iterations`` steps (the strategy's ``train_epochs`` must
@@ -56,10 +58,7 @@ class ActiveClasses(SupervisedPlugin):
         self.loss = loss
 
     def before_training_exp(self, strategy, **kwargs):
-        classes = getattr(strategy.experience, "classes_in_this_experience", None)
-        if classes is None:
-            classes = torch.unique(torch.as_tensor(strategy.experience.dataset.targets)).tolist()
-        self.loss.seen[torch.as_tensor(list(classes), dtype=torch.long)] = True
+        self.loss.seen[torch.as_tensor(sorted(classes_of(strategy.experience)), dtype=torch.long)] = True
         self.loss.train()
 
     def before_eval(self, strategy, **kwargs):

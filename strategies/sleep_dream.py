@@ -89,6 +89,7 @@ from avalanche.training.templates import SupervisedTemplate
 from torch import nn
 from torch.nn import functional as F
 
+from forgetbench.benchmarks.protocol import classes_of
 from forgetbench.benchmarks.schema import Bounds, Positive
 from forgetbench.strategies.registry import Memory, register_strategy
 from forgetbench.strategies.sleep import SleepPlugin
@@ -259,11 +260,8 @@ class DreamSleep(SleepPlugin):
         self.experiences += 1
         self.generator_losses.append([])
         experience = strategy.experience
-        classes = getattr(experience, "classes_in_this_experience", None)
-        if classes is None:
-            classes = torch.unique(torch.as_tensor(experience.dataset.targets)).tolist()
         task = int((getattr(experience, "task_labels", None) or [0])[0])
-        self.current_classes = {task: [int(c) for c in classes]}
+        self.current_classes = {task: sorted(classes_of(experience))}
         if self.rng is None or self.rng.device != strategy.device:
             self.rng = torch.Generator(device=strategy.device).manual_seed(self.seed)
 

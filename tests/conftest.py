@@ -53,22 +53,29 @@ def trained(mnist_root, tiny_cfg):
     """``trained(*overrides) -> (strategy, classes)``: the strategy the harness builds, trained on the first
     experience of the tiny stream, and that experience's classes."""
 
+    def train(*overrides):
+        strategy, stream, _ = train_first_experience(tiny_cfg(*overrides))
+        return strategy, set(stream.classes[0])  # class-IL: the labels are the classes
+
+    return train
+
+
+def train_first_experience(cfg):
+    """(strategy, stream, experience): the strategy the harness builds for ``cfg`` on the CPU, trained on
+    the stream's first experience."""
     import torch
 
     from forgetbench.benchmarks.experiment import _build, build_strategy, seed_everything, validate
 
-    def train(*overrides):
-        cfg = tiny_cfg(*overrides)
-        info = validate(cfg)
-        seed_everything(cfg.seed)
-        stream = _build(cfg.stream)
-        model = _build(cfg.model, input_shape=stream.input_shape, num_outputs=stream.num_outputs,
-                       num_heads=stream.num_heads)
-        strategy = build_strategy(cfg, info, model, stream, torch.device("cpu"), [])
-        strategy.train(stream.benchmark().train_stream[0], eval_streams=[])
-        return strategy, set(stream.classes[0])  # class-IL: the labels are the classes
-
-    return train
+    info = validate(cfg)
+    seed_everything(cfg.seed)
+    stream = _build(cfg.stream)
+    model = _build(cfg.model, input_shape=stream.input_shape, num_outputs=stream.num_outputs,
+                   num_heads=stream.num_heads)
+    strategy = build_strategy(cfg, info, model, stream, torch.device("cpu"), [])
+    experience = stream.benchmark().train_stream[0]
+    strategy.train(experience, eval_streams=[])
+    return strategy, stream, experience
 
 
 @pytest.fixture(scope="session")

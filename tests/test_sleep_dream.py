@@ -16,6 +16,7 @@ from forgetbench.strategies import sleep_dream
 from forgetbench.strategies.models import mlp
 from forgetbench.strategies.sleep_dream import (VAE, DreamSleep, distillation_loss, memory_parameters, soft_targets,
                                                 vae_parameters)
+from tests.conftest import train_first_experience
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 
@@ -29,17 +30,7 @@ def _plugin(**overrides) -> DreamSleep:
 def _trained_with_images(tiny_cfg, *overrides):
     """As conftest's ``trained`` (the harness's strategy after the tiny stream's first experience), and that
     experience's training inputs, flattened: what the strategy must not keep."""
-    from forgetbench.benchmarks.experiment import _build, build_strategy, seed_everything, validate
-
-    cfg = tiny_cfg(*overrides)
-    info = validate(cfg)
-    seed_everything(cfg.seed)
-    stream = _build(cfg.stream)
-    model = _build(cfg.model, input_shape=stream.input_shape, num_outputs=stream.num_outputs,
-                   num_heads=stream.num_heads)
-    strategy = build_strategy(cfg, info, model, stream, torch.device("cpu"), [])
-    experience = stream.benchmark().train_stream[0]
-    strategy.train(experience, eval_streams=[])
+    strategy, _, experience = train_first_experience(tiny_cfg(*overrides))
     dataset = experience.dataset
     return strategy, dataset_table(dataset).gather(sample_ids(dataset))[0].flatten(1)
 
