@@ -138,6 +138,17 @@ def build_strategy(cfg: DictConfig, info, model, stream, device, plugins):
     return strategy
 
 
+def sleep_timings(strategy) -> dict:
+    """``sleep_seconds`` (total and per experience) for a strategy with sleep phases; nothing otherwise.
+    Wake time is ``train_seconds - sleep_seconds``."""
+    from forgetbench.strategies.sleep import sleep_seconds
+
+    per_experience = sleep_seconds(strategy)
+    if per_experience is None:
+        return {}
+    return {"sleep_seconds": sum(per_experience), "sleep_seconds_per_experience": per_experience}
+
+
 def compose(overrides=(), config_name: str = "config", return_hydra_config: bool = False) -> DictConfig:
     """The run config, composed as the ``forgetbench`` command would from ``key=value`` overrides
     (``return_hydra_config``: keep the ``hydra`` node, e.g. to inspect a launcher)."""
@@ -232,6 +243,7 @@ def run(cfg: DictConfig, out_dir: str | Path | None = None) -> dict:
                 "total_seconds": time.perf_counter() - start,
                 "train_seconds_per_call": result.train_seconds,
                 "eval_seconds_per_row": result.eval_seconds,
+                **sleep_timings(strategy),
             },
         )
         reference = records.joint_reference(cfg.results_dir, record)
@@ -353,5 +365,8 @@ def format_summary(record: dict) -> str:
         f"{table.to_string(float_format=lambda v: f'{v:.3f}', na_rep='-')}\n\n"
         f"ACC {m['acc']:.4f}  BWT {fmt(m['bwt'])}  FWT {fmt(m['fwt'])}  "
         f"forgetting {fmt(m['forgetting'])}  learning acc {fmt(m['learning_acc'])}\n"
-        f"time: train {t['train_seconds']:.1f}s, eval {t['eval_seconds']:.1f}s, total {t['total_seconds']:.1f}s\n"
+        f"time: train {t['train_seconds']:.1f}s"
+        + (f" (wake {t['train_seconds'] - t['sleep_seconds']:.1f}s, sleep {t['sleep_seconds']:.1f}s)"
+           if "sleep_seconds" in t else "")
+        + f", eval {t['eval_seconds']:.1f}s, total {t['total_seconds']:.1f}s\n"
     )

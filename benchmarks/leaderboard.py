@@ -18,6 +18,7 @@ Every published number whose conditions a test-split group satisfies is one row 
 from __future__ import annotations
 
 import json
+import math
 import string
 import warnings
 from dataclasses import dataclass, field
@@ -43,7 +44,11 @@ METRICS = {
     "forgetting": ("Forgetting", False),
     "intransigence": ("Intransigence", False),
     "time": ("Time (s)", False),
+    "wake_time": ("Wake (s)", False),  # training time outside sleep phases
+    "sleep_time": ("Sleep (s)", False),  # time in sleep phases (strategies/sleep.py)
 }
+TIMES = ("time", "wake_time", "sleep_time")  # from the record's timings; the other metrics from its metrics
+SLEEP_COLUMNS = ("wake_time", "sleep_time")  # shown only in a board where some run slept
 PUBLISHED_KEY = ["stream", "scenario", "model", "strategy"]  # what a published number is matched on
 REFERENCE_COLUMNS = [*PUBLISHED_KEY, "metric", "value", "reported", "conditions", "citation", "protocol", "verified"]
 # verified: where the number was read: "paper", "authors_files" (the authors' repository or data), or
@@ -165,12 +170,16 @@ def load_runs(dirs) -> tuple[pd.DataFrame, list[str], list[str]]:
             continue
         row = {k: record[k] for k in (*PUBLISHED_KEY, "seed")}
         row["eval_split"] = record.get("eval_split") or "test"  # records from before validation splits: test
-        row.update({m: record["metrics"].get(m) for m in METRICS if m != "time"})
+        row.update({m: record["metrics"].get(m) for m in METRICS if m not in TIMES})
         memory, info = record.get("memory") or {}, record.get("strategy_info") or {}
         row.update(memory_samples=memory.get("samples"), memory_bytes=memory.get("bytes"),
                    upper_bound=info.get("upper_bound", record["strategy"] in LEGACY_UPPER_BOUNDS),
                    offline=info.get("offline", record["strategy"] in LEGACY_OFFLINE))
-        row.update(time=record["timings"]["total_seconds"], accuracy_matrix=record["accuracy_matrix"],
+        timings = record["timings"]
+        slept = timings.get("sleep_seconds")
+        row.update(time=timings["total_seconds"], sleep_time=math.nan if slept is None else slept,
+                   wake_time=timings.get("train_seconds", math.nan) - (slept or 0.0),
+                   accuracy_matrix=record["accuracy_matrix"],
                    config=record["config"], key=config_key(record["config"]),
                    command=record.get("command") or "", sweep_command=record.get("sweep_command") or "",
                    started_at=record.get("started_at") or record.get("finished_at") or "",
@@ -332,6 +341,12 @@ def aggregate(runs: pd.DataFrame, references: pd.DataFrame | None = None, confid
                             f"published_{metric}_verified": ref["verified"]})
         rows.append(row)
     return pd.DataFrame(rows), published, sources
+
+
+def shown_metrics(table: pd.DataFrame) -> list[str]:
+    """The metric columns a board shows: all, less wake and sleep time unless some run slept."""
+    slept = "sleep_time_mean" in table and table["sleep_time_mean"].notna().any()
+    return [m for m in METRICS if slept or m not in SLEEP_COLUMNS]
 
 
 def cite(sources: list[tuple[str, str]]) -> pd.DataFrame:

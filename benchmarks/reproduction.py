@@ -22,7 +22,7 @@ from itertools import combinations
 
 import pandas as pd
 
-from forgetbench.benchmarks.leaderboard import GROUP, METRICS, Leaderboard, gap_note
+from forgetbench.benchmarks.leaderboard import GROUP, METRICS, TIMES, Leaderboard, gap_note
 from forgetbench.benchmarks.records import flatten
 from forgetbench.benchmarks.stats import mean_ci, paired_difference
 from forgetbench.benchmarks.sweep import identity
@@ -31,7 +31,7 @@ from forgetbench.benchmarks.tables import (DAGGER, cell, comments, legend, markd
 
 THRESHOLD = 2.0  # points: a larger gap (either way) needs a note saying what differs and what was tried
 UNEXPLAINED = "not yet explained"
-FRACTIONS = [m for m in METRICS if m != "time"]  # metrics that are fractions: their gaps are in points
+FRACTIONS = [m for m in METRICS if m not in TIMES]  # metrics that are fractions: their gaps are in points
 DIGITS = 4  # published values carry up to 4 decimals (a percentage with 2)
 
 # --- the reproduction table -------------------------------------------------------------------------------

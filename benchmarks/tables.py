@@ -15,11 +15,11 @@ import math
 
 import pandas as pd
 
-from forgetbench.benchmarks.leaderboard import GROUP, METRICS, Leaderboard, unverified_reason
+from forgetbench.benchmarks.leaderboard import GROUP, METRICS, SLEEP_COLUMNS, Leaderboard, shown_metrics, unverified_reason
 
 TITLES = {"stream": "Stream", "scenario": "Scenario", "eval_split": "Split", "model": "Model", "strategy": "Strategy",
           "n": "n"}
-DIGITS = {"time": 1}  # decimals per metric; 3 otherwise
+DIGITS = {"time": 1, "wake_time": 1, "sleep_time": 1}  # decimals per metric; 3 otherwise
 BLOCK = ["stream", "scenario", "eval_split"]
 
 
@@ -93,8 +93,10 @@ def cells(lb: Leaderboard, bold, pm: str = "±", missing: str = "–", escape=st
     numbers not verified."""
     table = lb.table
     published = published_metrics(table)
+    metrics = shown_metrics(table)
     header = [TITLES[c] for c in (*GROUP, "n")] + ["Stored samples", "Memory (MB)"]
-    for metric, (title, _) in METRICS.items():
+    for metric in metrics:
+        title = METRICS[metric][0]
         header.append(title)
         if metric in published:
             header.append(f"Published {title}")
@@ -102,7 +104,7 @@ def cells(lb: Leaderboard, bold, pm: str = "±", missing: str = "–", escape=st
     rows = []
     for i, row in table.iterrows():
         out = [escape(str(row[c])) for c in GROUP] + [str(row["n"]), *memory_cells(row, missing)]
-        for metric in METRICS:
+        for metric in metrics:
             text = cell(row[f"{metric}_mean"], row[f"{metric}_ci"], DIGITS.get(metric, 3), pm, missing)
             out.append(bold(text) if marks.loc[i, metric] else text)
             if metric in published:
@@ -184,7 +186,8 @@ def to_markdown(lb: Leaderboard, commands=(), remarks=()) -> str:
 def to_csv(lb: Leaderboard, commands=(), remarks=()) -> str:
     """Machine-readable: every mean and CI half-width; the commands, remarks, notes and references as
     ``#`` lines on top (``pd.read_csv(path, comment="#")``)."""
-    body = lb.table.to_csv(index=False, float_format="%.6g")
+    hidden = [f"{m}_{part}" for m in SLEEP_COLUMNS if m not in shown_metrics(lb.table) for part in ("mean", "ci")]
+    body = lb.table.drop(columns=hidden, errors="ignore").to_csv(index=False, float_format="%.6g")
     return "".join(f"{line}\n" for line in comments("#", [*commands, *remarks, *note_lines(lb)])) + body
 
 

@@ -60,3 +60,9 @@ class SleepPlugin(SupervisedPlugin):
         synchronize(strategy.device)
         self.sleep_seconds[-1] += time.perf_counter() - start
         strategy.model.train(was_training)
+
+
+def sleep_seconds(strategy) -> list[float] | None:
+    """Seconds spent asleep per experience, summed over the strategy's sleep plugins; None if it never sleeps."""
+    plugins = [p for p in getattr(strategy, "plugins", []) if isinstance(p, SleepPlugin)]
+    return [sum(s) for s in zip(*(p.sleep_seconds for p in plugins))] if plugins else None

@@ -91,6 +91,17 @@ def test_memory_columns_come_from_the_records(board, tmp_path):
     assert (lwf["Stored samples"], lwf["Memory (MB)"]) == ("–", "–")  # not declared: shown as missing, never as 0
 
 
+def test_wake_and_sleep_time_columns_only_where_a_run_slept(board, tmp_path):
+    assert "Sleep (s)" not in shown(board)["naive"]  # nobody slept: the usual columns
+    assert "sleep_time_mean" not in pd.read_csv(pd.io.common.StringIO(tables.to_csv(board)), comment="#")
+    sweep = make_sweep(tmp_path / "sleepy")
+    for seed, (train, asleep) in enumerate([(10.0, 4.0), (12.0, 6.0)]):
+        write_record(sweep, 7 + seed, "sleep_cls", seed, REPLAY[seed], 20.0,
+                     timings={"total_seconds": 20.0, "train_seconds": train, "sleep_seconds": asleep})
+    cells = shown(leaderboard.build([sweep]))
+    assert (cells["sleep_cls"]["Wake (s)"], cells["sleep_cls"]["Sleep (s)"]) == ("6.0 ± 0.0", "5.0 ± 12.7")
+    assert cells["naive"]["Sleep (s)"] == "–"  # never slept: missing, not 0
+
 def test_mixed_settings_warn(tmp_path):
     sweep = make_sweep(tmp_path / "sweep")
     write_record(sweep, 7, "naive", 3, [[0.1, 0.1], [1.0, 0.0], [0.0, 1.0]], 10.0, epochs=5)

@@ -233,7 +233,7 @@ def _matrix(tiny_cfg, out, *overrides) -> tuple[np.ndarray, dict]:
 
 
 def test_the_dreams_change_the_accuracy_matrix(mnist_root, tiny_cfg, tmp_path):
-    naive, _ = _matrix(tiny_cfg, tmp_path / "naive", "strategy=naive", "active_classes=seen")
+    naive, naive_record = _matrix(tiny_cfg, tmp_path / "naive", "strategy=naive", "active_classes=seen")
     ours, record = _matrix(tiny_cfg, tmp_path / "dream", "strategy=sleep_dream", "active_classes=seen")
     np.testing.assert_array_equal(ours[0], naive[0])  # same seed: the same untrained model ...
     np.testing.assert_array_equal(ours[1], naive[1])  # ... and experience 0 learned alike (no dreams yet) ...
@@ -241,6 +241,10 @@ def test_the_dreams_change_the_accuracy_matrix(mnist_root, tiny_cfg, tmp_path):
     classifier = sum(p.numel() for p in mlp((1, 28, 28), 10).parameters())  # 784-400-400-10
     assert record["memory"]["samples"] == 0  # the generator and its copy + the classifier's copy, float32:
     assert record["memory"]["bytes"] == 4 * (2 * vae_parameters(784) + classifier)
+    timings = record["timings"]  # the sleep after each experience is timed, part of the training time
+    assert len(timings["sleep_seconds_per_experience"]) == len(ours) - 1
+    assert 0 < timings["sleep_seconds"] == sum(timings["sleep_seconds_per_experience"]) < timings["train_seconds"]
+    assert "sleep_seconds" not in naive_record["timings"]  # no sleep phases: no sleep time
 
 
 @pytest.mark.parametrize("scenario,extra", [
