@@ -20,7 +20,7 @@ from forgetbench.benchmarks.metrics import seen_accuracy
 from forgetbench.benchmarks.plots import heatmap
 from forgetbench.benchmarks.reproduction import (pair_notes, pairs_cells, pairs_legend, reproduction,
                                                   reproduction_cells, reproduction_legend)
-from forgetbench.benchmarks.tables import BLOCK, cells, legend, references, table_legend
+from forgetbench.benchmarks.tables import BLOCK, cells, group_columns, legend, references, table_legend
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
@@ -34,7 +34,13 @@ pre { background: #f6f6f6; padding: 8px; white-space: pre-wrap; }
 ul.refs { list-style: none; padding-left: 0; }
 ul.refs ul { list-style: none; padding-left: 1.5em; }
 th.text, td.text { text-align: left; white-space: normal; }
-""" + f"th:nth-child(-n+{len(GROUP)}), td:nth-child(-n+{len(GROUP)}) {{ text-align: left; }}\n"  # the group columns
+"""
+
+
+def left_aligned(columns: int) -> str:
+    """CSS aligning the first ``columns`` columns (the group columns) left."""
+    return f"th:nth-child(-n+{columns}), td:nth-child(-n+{columns}) {{ text-align: left; }}\n"
+
 
 # Click a header to sort by it (numbers by their leading value, text otherwise); click again to reverse.
 SORT_JS = """
@@ -62,7 +68,7 @@ def png(fig: Figure) -> str:
 
 def name(key: tuple) -> str:
     group = dict(zip(GROUP, key))
-    return f"{group['strategy']} ({group['model']})"
+    return f"{group['strategy']} ({group['model']}{', ' + group['sweep'] if group['sweep'] else ''})"
 
 
 def curves(matrices: dict, offline, title: str) -> Figure:
@@ -138,7 +144,7 @@ def figures(lb: Leaderboard) -> str:
     sections = []
     for block in sorted({tuple(key[GROUP.index(c)] for c in BLOCK) for key in matrices}):
         in_block = {k: m for k, m in matrices.items() if tuple(k[GROUP.index(c)] for c in BLOCK) == block}
-        title = " / ".join(block)
+        title = " / ".join(part for part in block if part)
         maps = "".join(png(heatmap(m, name(k), offline=offline[k])) for k, m in in_block.items())
         sections.append(f"<h3>{html.escape(title)}</h3>"
                         f"<div class='figures'>{png(curves(in_block, offline, title))}{maps}</div>")
@@ -152,7 +158,7 @@ def to_html(lb: Leaderboard, commands=(), remarks=(), title: str = "forgetbench 
                       else f"<li>{html.escape(entry)}</li>" for entry, protocols in references(lb))
     sources += items(table_legend(lb.table))
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{STYLE}</style></head>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{STYLE}{left_aligned(len(group_columns(lb.table)))}</style></head>
 <body>
 <h1>{html.escape(title)}</h1>
 {table_html(lb)}

@@ -33,7 +33,9 @@ from forgetbench.benchmarks.records import flatten, reference_key
 from forgetbench.benchmarks.stats import mean_ci
 from forgetbench.benchmarks.sweep import config_key, identity
 
-GROUP = ["stream", "scenario", "eval_split", "model", "strategy"]  # eval_split: "test", or "validation"
+GROUP = ["stream", "scenario", "eval_split", "sweep", "model", "strategy"]
+# eval_split: "test", or "validation"; sweep: the input directory's name with ``by_sweep`` (one protocol per
+# directory, so the same strategy under two protocols makes two rows), "" otherwise (hidden)
 # metric -> (column title, higher is better)
 METRICS = {
     "acc": ("ACC", True),
@@ -143,19 +145,25 @@ def unusable(record: dict) -> str | None:
     return None
 
 
-def record_paths(dirs) -> list[Path]:
-    """Every ``record.json`` under ``dirs``; a directory that does not exist is an error, not an empty one."""
+def record_paths(dirs) -> dict[Path, Path]:
+    """Every ``record.json`` under ``dirs``, sorted, with the directory it was found under (the first
+    given, if under several); a directory that does not exist is an error, not an empty one."""
     for d in dirs:
         if not Path(d).is_dir():
             raise FileNotFoundError(f"{d}: {'not a directory' if Path(d).exists() else 'no such directory'}")
-    return sorted({p for d in dirs for p in Path(d).rglob("record.json")})
+    found = {}
+    for d in dirs:
+        for path in Path(d).rglob("record.json"):
+            found.setdefault(path, Path(d))
+    return dict(sorted(found.items()))
 
 
-def load_runs(dirs) -> tuple[pd.DataFrame, list[str], list[str]]:
+def load_runs(dirs, by_sweep: bool = False) -> tuple[pd.DataFrame, list[str], list[str]]:
     """Finished runs under ``dirs`` (one row each, newest record per config), the paths of the failed
-    runs whose config has no finished run, and one warning per record skipped (``<path>: why``)."""
+    runs whose config has no finished run, and one warning per record skipped (``<path>: why``).
+    ``by_sweep``: each run's ``sweep`` is the name of the directory it was found under."""
     rows, failed, skipped = [], {}, []
-    for path in record_paths(dirs):
+    for path, under in record_paths(dirs).items():
         record, why = read_run_record(path)
         status = record.get("status") if record is not None else None
         if record is not None and status in FAILED:
@@ -170,6 +178,7 @@ def load_runs(dirs) -> tuple[pd.DataFrame, list[str], list[str]]:
             continue
         row = {k: record[k] for k in (*PUBLISHED_KEY, "seed")}
         row["eval_split"] = record.get("eval_split") or "test"  # records from before validation splits: test
+        row["sweep"] = (under.resolve().name if by_sweep else "")
         row.update({m: record["metrics"].get(m) for m in METRICS if m not in TIMES})
         memory, info = record.get("memory") or {}, record.get("strategy_info") or {}
         row.update(memory_samples=memory.get("samples"), memory_bytes=memory.get("bytes"),
@@ -189,7 +198,7 @@ def load_runs(dirs) -> tuple[pd.DataFrame, list[str], list[str]]:
                "config", "key", "command", "sweep_command", "started_at", "finished_at", "path"]
     runs = pd.DataFrame(rows, columns=columns)
     failed = [path for path, key in failed.items() if key not in set(runs["key"])]
-    runs = runs.sort_values("finished_at").drop_duplicates("key", keep="last").drop(columns="key")
+    runs = runs.sort_values("finished_at").drop_duplicates(["sweep", "key"], keep="last").drop(columns="key")
     return with_intransigence(runs.sort_values([*GROUP, "seed"]).reset_index(drop=True)), failed, skipped
 
 
@@ -212,7 +221,8 @@ def mixed_settings(runs: pd.DataFrame) -> list[str]:
         differing = [c for c in flat.columns if flat[c].nunique() > 1 and c.split(".")[-1] != "seed"]
         if differing:
             name = dict(zip(GROUP, key))
-            messages.append(f"{'/'.join(name[k] for k in PUBLISHED_KEY)} ({name['eval_split']}): runs differ in "
+            where = "/".join([*(name[k] for k in PUBLISHED_KEY), *([name["sweep"]] if name["sweep"] else [])])
+            messages.append(f"{where} ({name['eval_split']}): runs differ in "
                             f"{', '.join(differing)}; their mean mixes settings")
     return messages
 
@@ -388,12 +398,13 @@ def run_commands(runs: pd.DataFrame) -> list[str]:
 
 
 def build(dirs, reference_dir: Path | str | None = None, confidence: float = 0.95,
-          gaps: Path | str | None = None) -> Leaderboard:
+          gaps: Path | str | None = None, by_sweep: bool = False) -> Leaderboard:
     """The leaderboard of the run records under ``dirs``, with the published numbers in ``reference_dir``
     and the notes on gaps in ``gaps`` (default: :data:`GAPS_FILE` in ``reference_dir``, when there is one).
     Raises FileNotFoundError for a directory that does not exist, and :class:`NoRunsError` (with the
-    skipped records' warnings) when none is usable."""
-    runs, failed, skipped = load_runs(dirs)
+    skipped records' warnings) when none is usable. ``by_sweep``: one row per input directory and
+    strategy (a "Sweep" column), for directories that each hold one protocol."""
+    runs, failed, skipped = load_runs(dirs, by_sweep)
     if runs.empty:
         raise NoRunsError(f"no finished run records (record.json, status ok) under {[str(d) for d in dirs]}"
                           + (f"; {len(skipped)} skipped" if skipped else ""), skipped)

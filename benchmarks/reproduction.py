@@ -26,7 +26,7 @@ from forgetbench.benchmarks.leaderboard import GROUP, METRICS, TIMES, Leaderboar
 from forgetbench.benchmarks.records import flatten
 from forgetbench.benchmarks.stats import mean_ci, paired_difference
 from forgetbench.benchmarks.sweep import identity
-from forgetbench.benchmarks.tables import (DAGGER, cell, comments, legend, markdown_head, markdown_notes,
+from forgetbench.benchmarks.tables import (DAGGER, TITLES, cell, comments, legend, markdown_head, markdown_notes,
                                            markdown_references, markdown_table, published_cell)
 
 THRESHOLD = 2.0  # points: a larger gap (either way) needs a note saying what differs and what was tried
@@ -136,7 +136,7 @@ def reproduction_csv(lb: Leaderboard, commands=(), remarks=()) -> str:
 
 # --- paired comparisons ---------------------------------------------------------------------------------
 
-PAIR_GROUP = ["stream", "scenario", "eval_split", "model"]
+PAIR_GROUP = ["stream", "scenario", "eval_split", "sweep", "model"]  # sweep: "" unless the board is by sweep
 PAIR_COLUMNS = [*PAIR_GROUP, "protocol", "a", "b", "metric", "n", "mean", "ci", "low", "high", "p", "seeds", "note"]
 
 
@@ -231,13 +231,14 @@ def pairs_cells(pairs: pd.DataFrame, pm: str = "±", escape=str) -> tuple[list[s
     """Header and display rows of the compared pairs (n > 0); a Protocol column when a group holds several."""
     compared = pairs[pairs["n"] > 0]
     with_protocol = bool((compared["protocol"] != "").any())
+    shown = [c for c in PAIR_GROUP if c != "sweep" or (compared["sweep"] != "").any()]
     metric = METRICS[pairs["metric"].iloc[0]][0] if len(pairs) else "ACC"
-    header = ["Stream", "Scenario", "Split", "Model", *(["Protocol"] if with_protocol else []), "A", "B", "n",
-              f"A − B ({metric})", "p", "Verdict"]
+    header = [TITLES[c] for c in shown] + [*(["Protocol"] if with_protocol else []), "A", "B", "n",
+                                           f"A − B ({metric})", "p", "Verdict"]
     rows = []
     for _, r in compared.iterrows():
         verdict = "–" if pd.isna(r["low"]) else (f"{r['a']} > {r['b']}" if r["low"] > 0 else "not separated")
-        rows.append([escape(str(r[c])) for c in PAIR_GROUP] + ([escape(r["protocol"])] if with_protocol else [])
+        rows.append([escape(str(r[c])) for c in shown] + ([escape(r["protocol"])] if with_protocol else [])
                     + [escape(r["a"]), escape(r["b"]), str(r["n"]),
                        ("+" if r["mean"] >= 0 else "") + cell(r["mean"], r["ci"], 3, pm), _p(r["p"]),
                        escape(verdict)])
@@ -246,7 +247,7 @@ def pairs_cells(pairs: pd.DataFrame, pm: str = "±", escape=str) -> tuple[list[s
 
 def pair_notes(pairs: pd.DataFrame) -> list[str]:
     """``<stream>/<scenario>/<split>/<model>: a vs b: <note>`` for every pair skipped or with seeds left out."""
-    return [f"{'/'.join(str(r[c]) for c in PAIR_GROUP)}: {r['a']} vs {r['b']}: {r['note']}"
+    return [f"{'/'.join(str(r[c]) for c in PAIR_GROUP if r[c] != '')}: {r['a']} vs {r['b']}: {r['note']}"
             for _, r in pairs.iterrows() if r["note"]]
 
 

@@ -17,10 +17,11 @@ import pandas as pd
 
 from forgetbench.benchmarks.leaderboard import GROUP, METRICS, SLEEP_COLUMNS, Leaderboard, shown_metrics, unverified_reason
 
-TITLES = {"stream": "Stream", "scenario": "Scenario", "eval_split": "Split", "model": "Model", "strategy": "Strategy",
+TITLES = {"stream": "Stream", "scenario": "Scenario", "eval_split": "Split", "sweep": "Sweep", "model": "Model",
+          "strategy": "Strategy",
           "n": "n"}
 DIGITS = {"time": 1, "wake_time": 1, "sleep_time": 1}  # decimals per metric; 3 otherwise
-BLOCK = ["stream", "scenario", "eval_split"]
+BLOCK = ["stream", "scenario", "eval_split", "sweep"]
 
 
 def _missing(value) -> bool:
@@ -32,6 +33,11 @@ def cell(mean, ci, digits: int = 3, pm: str = "±", missing: str = "–") -> str
     if _missing(mean):
         return missing
     return f"{mean:.{digits}f}" if _missing(ci) else f"{mean:.{digits}f} {pm} {ci:.{digits}f}"
+
+
+def group_columns(table: pd.DataFrame) -> list[str]:
+    """The group columns shown: :data:`GROUP` less ``sweep`` unless the board is by sweep."""
+    return [c for c in GROUP if c != "sweep" or table["sweep"].astype(bool).any()]
 
 
 def best(table: pd.DataFrame) -> pd.DataFrame:
@@ -94,7 +100,8 @@ def cells(lb: Leaderboard, bold, pm: str = "±", missing: str = "–", escape=st
     table = lb.table
     published = published_metrics(table)
     metrics = shown_metrics(table)
-    header = [TITLES[c] for c in (*GROUP, "n")] + ["Stored samples", "Memory (MB)"]
+    group = group_columns(table)
+    header = [TITLES[c] for c in (*group, "n")] + ["Stored samples", "Memory (MB)"]
     for metric in metrics:
         title = METRICS[metric][0]
         header.append(title)
@@ -103,7 +110,7 @@ def cells(lb: Leaderboard, bold, pm: str = "±", missing: str = "–", escape=st
     marks = best(table)
     rows = []
     for i, row in table.iterrows():
-        out = [escape(str(row[c])) for c in GROUP] + [str(row["n"]), *memory_cells(row, missing)]
+        out = [escape(str(row[c])) for c in group] + [str(row["n"]), *memory_cells(row, missing)]
         for metric in metrics:
             text = cell(row[f"{metric}_mean"], row[f"{metric}_ci"], DIGITS.get(metric, 3), pm, missing)
             out.append(bold(text) if marks.loc[i, metric] else text)
@@ -174,7 +181,7 @@ def markdown_references(lb: Leaderboard) -> list[str]:
 def to_markdown(lb: Leaderboard, commands=(), remarks=()) -> str:
     """The commands in a ``sh`` block, the remarks as paragraphs, the table, then the notes and references."""
     header, rows = cells(lb, bold=lambda t: f"**{t}**")
-    lines = [*markdown_head(commands, remarks), *markdown_table(header, rows, right=header[len(GROUP):]),
+    lines = [*markdown_head(commands, remarks), *markdown_table(header, rows, right=header[len(group_columns(lb.table)):]),
              *markdown_notes(lb)]
     entries = markdown_references(lb)
     if entries:
@@ -187,6 +194,7 @@ def to_csv(lb: Leaderboard, commands=(), remarks=()) -> str:
     """Machine-readable: every mean and CI half-width; the commands, remarks, notes and references as
     ``#`` lines on top (``pd.read_csv(path, comment="#")``)."""
     hidden = [f"{m}_{part}" for m in SLEEP_COLUMNS if m not in shown_metrics(lb.table) for part in ("mean", "ci")]
+    hidden += [c for c in GROUP if c not in group_columns(lb.table)]
     body = lb.table.drop(columns=hidden, errors="ignore").to_csv(index=False, float_format="%.6g")
     return "".join(f"{line}\n" for line in comments("#", [*commands, *remarks, *note_lines(lb)])) + body
 
@@ -204,7 +212,8 @@ def to_latex(lb: Leaderboard, commands=(), remarks=()) -> str:
     header, rows = cells(lb, bold=lambda t: rf"\textbf{{{t}}}", pm=r"$\pm$", missing="--",
                          escape=_latex_escape, dagger=r"\textdagger{}")
     lines = comments("%", [*commands, *remarks])
-    lines += [r"\begin{tabular}{" + "l" * len(GROUP) + "r" * (len(header) - len(GROUP)) + "}", r"\toprule",
+    left = len(group_columns(lb.table))
+    lines += [r"\begin{tabular}{" + "l" * left + "r" * (len(header) - left) + "}", r"\toprule",
               " & ".join(_latex_escape(h) for h in header) + r" \\", r"\midrule"]
     lines += [" & ".join(r) + r" \\" for r in rows]
     lines += [r"\bottomrule", r"\end{tabular}", *comments("%", note_lines(lb))]

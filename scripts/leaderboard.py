@@ -69,6 +69,9 @@ def main(argv=None) -> None:
     parser.add_argument("--gaps", type=Path, help="CSV of what differs from each paper where our number misses "
                                                   "(stream,scenario,strategy[,metric],note); default: gaps.csv in "
                                                   "the references folder, when there is one")
+    parser.add_argument("--by-sweep", action="store_true",
+                        help="one row per input directory and strategy, named in a Sweep column (for directories "
+                             "that each hold one protocol, e.g. a paper's preset)")
     parser.add_argument("--pairs", action="store_true",
                         help="also write the paired-by-seed comparisons of ACC to <out>_pairs.md and .csv")
     parser.add_argument("--note", action="append", default=[],
@@ -89,7 +92,7 @@ def main(argv=None) -> None:
     if unknown:
         parser.error(f"unknown format(s) {sorted(unknown)}; choose from {list(writers)}")
     try:
-        board = leaderboard.build(args.dirs, args.references, args.confidence, args.gaps)
+        board = leaderboard.build(args.dirs, args.references, args.confidence, args.gaps, args.by_sweep)
     except leaderboard.NoRunsError as error:
         for message in error.warnings:
             print(f"warning: {message}", file=sys.stderr)

@@ -102,6 +102,26 @@ def test_wake_and_sleep_time_columns_only_where_a_run_slept(board, tmp_path):
     assert (cells["sleep_cls"]["Wake (s)"], cells["sleep_cls"]["Sleep (s)"]) == ("6.0 ± 0.0", "5.0 ± 12.7")
     assert cells["naive"]["Sleep (s)"] == "–"  # never slept: missing, not 0
 
+def test_by_sweep_keeps_each_directory_s_protocol_apart(tmp_path):
+    one, two = make_sweep(tmp_path / "paper_protocol"), tmp_path / "common_protocol"
+    for seed in (0, 1):
+        write_record(two, seed, "naive", seed, [[0.1, 0.1], [1.0, 0.0], [0.0, 1.0]], 1.0, epochs=5)
+    merged = leaderboard.build([one, two])  # naive of both directories averaged, with a warning
+    assert row(merged, "naive")["n"] == 5 and any("epochs" in w for w in merged.warnings)
+    assert "Sweep" not in shown(merged)["naive"]
+    apart = leaderboard.build([one, two], by_sweep=True)
+    assert not apart.warnings
+    naive = apart.table[apart.table["strategy"] == "naive"].set_index("sweep")
+    assert naive["n"].to_dict() == {"common_protocol": 2, "paper_protocol": 3}
+    assert naive.loc["common_protocol", "acc_mean"] == pytest.approx(0.5)  # (0.0 + 1.0) / 2
+    assert naive.loc["paper_protocol", "acc_mean"] == pytest.approx(0.6)
+    header, rows = tables.cells(apart, bold=str)
+    assert header[:4] == ["Stream", "Scenario", "Split", "Sweep"] and {r[3] for r in rows} == {"common_protocol",
+                                                                                              "paper_protocol"}
+    pairs = reproduction.paired_comparisons(apart.runs)  # replay vs naive within the paper's sweep only
+    assert pairs[["sweep", "a", "b", "n"]].values.tolist() == [["paper_protocol", "replay", "naive", 2]]
+
+
 def test_mixed_settings_warn(tmp_path):
     sweep = make_sweep(tmp_path / "sweep")
     write_record(sweep, 7, "naive", 3, [[0.1, 0.1], [1.0, 0.0], [0.0, 1.0]], 10.0, epochs=5)
