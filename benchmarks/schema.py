@@ -58,6 +58,8 @@ POSITIVE = Bounds(min=1)
 Positive = Annotated[int, POSITIVE]
 NonNegative = Annotated[float, Bounds(min=0)]
 Fraction = Annotated[float, Bounds(min=0, max=1)]
+PositiveFloat = Annotated[float, Bounds(min=0, exclusive_min=True)]
+NonNegativeInt = Annotated[int, Bounds(min=0)]
 RULES = {  # the harness's keys: type (with bounds)
     "seed": Annotated[int, Bounds(min=0)],
     "epochs": Optional[Annotated[int, POSITIVE]],

@@ -81,7 +81,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Annotated, Literal, Sequence
+from typing import Literal, Sequence
 
 import torch
 from avalanche.models import avalanche_forward
@@ -90,12 +90,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from forgetbench.benchmarks.protocol import classes_of
-from forgetbench.benchmarks.schema import Bounds, Positive
+from forgetbench.benchmarks.schema import NonNegativeInt, Positive, PositiveFloat
 from forgetbench.strategies.registry import Memory, register_strategy
 from forgetbench.strategies.sleep import SleepPlugin
-
-PositiveFloat = Annotated[float, Bounds(min=0, exclusive_min=True)]
-NonNegativeInt = Annotated[int, Bounds(min=0)]
 
 
 class VAE(nn.Module):
