@@ -53,6 +53,7 @@ class Memory:
     networks: float = 0.0
     # other parameter sets kept, not model-sized (a generator and its copy): f(params, input_numel) -> count
     parameters: Callable[[dict, int], int] | None = None
+    parameters_are: str = "other networks (e.g. a generator), counted exactly"  # what ``parameters`` counts
 
     def describe(self, params: dict | None = None) -> str:
         """E.g. ``"1000 samples (mem_size) + logits, 2 model copies"``; ``params`` gives the bound's value."""
@@ -65,7 +66,7 @@ class Memory:
         if self.networks:
             parts.append(f"{self.networks:g} model cop{'y' if self.networks == 1 else 'ies'}")
         if self.parameters:
-            parts.append("other networks (e.g. a generator), counted exactly")
+            parts.append(self.parameters_are)
         return ", ".join(parts) or "none"
 
     def usage(self, params: dict, *, train_samples: list[int], input_numel: int, num_outputs: int,

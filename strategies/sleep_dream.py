@@ -327,7 +327,8 @@ class DreamSleep(SleepPlugin):
         self.optimizer = torch.optim.Adam(self.generator.parameters(), lr=self.generator_lr, betas=(0.9, 0.999))
 
 
-@register_strategy("sleep_dream", memory=Memory(networks=1, parameters=memory_parameters),
+@register_strategy("sleep_dream", memory=Memory(networks=1, parameters=memory_parameters,
+                                                parameters_are="the generator (VAE) and its copy"),
                    description="hippocampal generative replay (DGR+distill): a VAE dreams past experiences")
 class SleepDream(SupervisedTemplate):
     """Deep generative replay with distillation (van de Ven & Tolias 2019's DGR+distill); no stored data.
