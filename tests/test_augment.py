@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from forgetbench.benchmarks import fastdata
 from forgetbench.benchmarks.experiment import ConfigError, _build, run
 from forgetbench.benchmarks.fastdata import FastDataMixin, augment_seed, crop_flip
 from forgetbench.benchmarks.protocol import MatrixRecorder

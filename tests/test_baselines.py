@@ -119,7 +119,9 @@ def test_replay_fills_its_buffer_with_the_experience(trained):
 
 
 def test_sleep_cls_buffers_episodes_and_its_memories_follow_the_learner(trained):
-    strategy, classes = trained("strategy=sleep_cls", "strategy.mem_size=20")
+    # CLS-ER's fixed rates: on the tiny stream's few steps the experience-length rule makes both memories
+    # copies of the learner (tests/test_sleep_cls.py checks that rule)
+    strategy, classes = trained("strategy=sleep_cls", "strategy.mem_size=20", "strategy.horizons_per_experience=null")
     sleep = strategy.cls_sleep
     assert len(sleep.buffer) == 20 and set(sleep.buffer.y.tolist()) == classes and sleep.consolidations > 0
     for memory in sleep.memories.values():  # EMAs of the learner: moved from the init, not equal to it

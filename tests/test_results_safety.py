@@ -49,12 +49,18 @@ def forgetbench(*args, cwd, pre: str = "", timeout: int = 300, **extra_env) -> s
                           timeout=timeout)
 
 
+def interruptible() -> None:
+    """Ctrl-C raises KeyboardInterrupt in this process, even where the test run was started with SIGINT
+    ignored (a background job of a non-interactive shell, nohup): Python leaves an ignored SIGINT ignored."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 class Running:
     """A ``forgetbench`` subprocess whose stdout and stderr are read as they come (for SIGINT)."""
 
     def __init__(self, args, cwd, pre: str = "", **extra_env):
         self.proc = subprocess.Popen(command(args, pre), cwd=cwd, env=env(**extra_env), stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE)
+                                     stderr=subprocess.PIPE, preexec_fn=interruptible)
         self.chunks = {"stdout": [], "stderr": []}
         self.readers = [threading.Thread(target=self._read, args=(name,), daemon=True) for name in self.chunks]
         for reader in self.readers:
@@ -476,8 +482,12 @@ def test_ctrl_c_during_the_final_write_finishes_the_write(tiny_cfg, tmp_path, mo
         return real(src, dst, *args, **kwargs)
 
     monkeypatch.setattr(os, "replace", replace)
-    with pytest.raises(KeyboardInterrupt) as info:
-        run(tiny_cfg(), tmp_path / "grid" / "run")
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # see interruptible()
+    try:
+        with pytest.raises(KeyboardInterrupt) as info:
+            run(tiny_cfg(), tmp_path / "grid" / "run")
+    finally:
+        signal.signal(signal.SIGINT, previous)
     saved = json.loads((tmp_path / "grid" / "run" / "record.json").read_text())
     assert saved["status"] == "ok" and len(saved["accuracy_matrix"]) == 6
     assert info.value.record_path == tmp_path / "grid" / "run" / "record.json"

@@ -1,7 +1,6 @@
 """The strategy registry's contract: one definition per strategy (class, name, capabilities, defaults),
 configs that match it, refusals before training, and a tiny run of every strategy in every scenario it declares."""
 import inspect
-from pathlib import Path
 
 import numpy as np
 import pytest
