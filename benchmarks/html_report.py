@@ -157,8 +157,9 @@ def to_html(lb: Leaderboard, commands=(), remarks=(), title: str = "forgetbench 
     sources = "".join(f"<li>{html.escape(entry)}<ul>{items(protocols)}</ul></li>" if protocols
                       else f"<li>{html.escape(entry)}</li>" for entry, protocols in references(lb))
     sources += items(table_legend(lb.table))
+    style = STYLE + left_aligned(len(group_columns(lb.table)))
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{STYLE}{left_aligned(len(group_columns(lb.table)))}</style></head>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{style}</style></head>
 <body>
 <h1>{html.escape(title)}</h1>
 {table_html(lb)}

@@ -26,8 +26,8 @@ from forgetbench.benchmarks.leaderboard import GROUP, METRICS, TIMES, Leaderboar
 from forgetbench.benchmarks.records import flatten
 from forgetbench.benchmarks.stats import mean_ci, paired_difference
 from forgetbench.benchmarks.sweep import identity
-from forgetbench.benchmarks.tables import (DAGGER, TITLES, cell, comments, legend, markdown_head, markdown_notes,
-                                           markdown_references, markdown_table, published_cell)
+from forgetbench.benchmarks.tables import (DAGGER, TITLES, cell, comments, group_columns, legend, markdown_head,
+                                           markdown_notes, markdown_references, markdown_table, published_cell)
 
 THRESHOLD = 2.0  # points: a larger gap (either way) needs a note saying what differs and what was tried
 UNEXPLAINED = "not yet explained"
@@ -231,7 +231,7 @@ def pairs_cells(pairs: pd.DataFrame, pm: str = "±", escape=str) -> tuple[list[s
     """Header and display rows of the compared pairs (n > 0); a Protocol column when a group holds several."""
     compared = pairs[pairs["n"] > 0]
     with_protocol = bool((compared["protocol"] != "").any())
-    shown = [c for c in PAIR_GROUP if c != "sweep" or (compared["sweep"] != "").any()]
+    shown = group_columns(compared, PAIR_GROUP)
     metric = METRICS[pairs["metric"].iloc[0]][0] if len(pairs) else "ACC"
     header = [TITLES[c] for c in shown] + [*(["Protocol"] if with_protocol else []), "A", "B", "n",
                                            f"A − B ({metric})", "p", "Verdict"]

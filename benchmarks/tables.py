@@ -15,7 +15,8 @@ import math
 
 import pandas as pd
 
-from forgetbench.benchmarks.leaderboard import GROUP, METRICS, SLEEP_COLUMNS, Leaderboard, shown_metrics, unverified_reason
+from forgetbench.benchmarks.leaderboard import (GROUP, METRICS, SLEEP_COLUMNS, Leaderboard, shown_metrics,
+                                               unverified_reason)
 
 TITLES = {"stream": "Stream", "scenario": "Scenario", "eval_split": "Split", "sweep": "Sweep", "model": "Model",
           "strategy": "Strategy",
@@ -35,9 +36,10 @@ def cell(mean, ci, digits: int = 3, pm: str = "±", missing: str = "–") -> str
     return f"{mean:.{digits}f}" if _missing(ci) else f"{mean:.{digits}f} {pm} {ci:.{digits}f}"
 
 
-def group_columns(table: pd.DataFrame) -> list[str]:
-    """The group columns shown: :data:`GROUP` less ``sweep`` unless the board is by sweep."""
-    return [c for c in GROUP if c != "sweep" or table["sweep"].astype(bool).any()]
+def group_columns(table: pd.DataFrame, columns=GROUP) -> list[str]:
+    """The group columns shown (of ``columns``, :data:`GROUP` by default): less ``sweep`` unless the board
+    is by sweep (some row names one)."""
+    return [c for c in columns if c != "sweep" or table["sweep"].astype(bool).any()]
 
 
 def best(table: pd.DataFrame) -> pd.DataFrame:
@@ -181,8 +183,8 @@ def markdown_references(lb: Leaderboard) -> list[str]:
 def to_markdown(lb: Leaderboard, commands=(), remarks=()) -> str:
     """The commands in a ``sh`` block, the remarks as paragraphs, the table, then the notes and references."""
     header, rows = cells(lb, bold=lambda t: f"**{t}**")
-    lines = [*markdown_head(commands, remarks), *markdown_table(header, rows, right=header[len(group_columns(lb.table)):]),
-             *markdown_notes(lb)]
+    right = header[len(group_columns(lb.table)):]
+    lines = [*markdown_head(commands, remarks), *markdown_table(header, rows, right), *markdown_notes(lb)]
     entries = markdown_references(lb)
     if entries:
         lines += ["", REFERENCES_TITLE, "", *entries]

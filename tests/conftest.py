@@ -132,3 +132,23 @@ def tiny_root(tmp_path_factory) -> Path:
     make_tiny_cifar(root, 10)
     make_tiny_cifar(root, 100, per_batch=40, n_test=100)
     return root
+
+
+def tiny_run(tmp_path, strategy: str, scenario: str, extra=()) -> dict:
+    """The record of a full run of ``strategy`` on the tiny Split-MNIST stream (64 training images per
+    experience, 2 epochs), written under ``tmp_path / "run"``."""
+    from forgetbench.benchmarks.experiment import run
+
+    overrides = [f"strategy={strategy}", f"scenario={scenario}", "stream.max_train_per_exp=64",
+                 "stream.max_test_per_exp=32", "epochs=2", *extra]
+    return run(compose_cfg([*TINY, *overrides]), tmp_path / "run")
+
+
+def check_tiny_run(record: dict) -> None:
+    """A finished :func:`tiny_run`: a full 6 x 5 matrix of accuracies that learned the first experience."""
+    import torch
+
+    acc = torch.tensor(record["accuracy_matrix"])
+    assert record["status"] == "ok" and acc.shape == (6, 5)
+    assert not acc[1:].isnan().any() and 0 <= record["metrics"]["acc"] <= 1
+    assert acc[1, 0] > 0.5  # learned the first experience

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from forgetbench.strategies.sleep_cls import ReservoirBuffer, ema_update
-from tests.conftest import TINY, compose_cfg
+from tests.conftest import check_tiny_run, tiny_run
 
 
 
@@ -52,31 +52,16 @@ def test_ema_update_copies_batchnorm_statistics():
     assert torch.equal(memory.running_var, model.running_var)
 
 
-def _tiny_run(tmp_path, strategy, scenario, extra=()):
-    from forgetbench.benchmarks.experiment import run
-
-    overrides = [f"strategy={strategy}", f"scenario={scenario}", "stream.max_train_per_exp=64",
-                 "stream.max_test_per_exp=32", "epochs=2", *extra]
-    return run(compose_cfg([*TINY, *overrides]), tmp_path / "run")
-
-
-def _check(record):
-    acc = torch.tensor(record["accuracy_matrix"])
-    assert record["status"] == "ok" and acc.shape == (6, 5)
-    assert not acc[1:].isnan().any() and 0 <= record["metrics"]["acc"] <= 1
-    assert acc[1, 0] > 0.5  # learned the first experience
-
-
 @pytest.mark.parametrize("scenario", ["class", "task", "domain"])
 def test_sleep_cls_tiny_run(tmp_path, scenario):
-    _check(_tiny_run(tmp_path, "sleep_cls", scenario, ["strategy.sleep_after_experience=true",
-                                                       "strategy.eval_network=working"]))
+    check_tiny_run(tiny_run(tmp_path, "sleep_cls", scenario,
+                            ["strategy.sleep_after_experience=true", "strategy.eval_network=working"]))
 
 
 def test_sleep_cls_evaluates_the_stable_memory(tmp_path):
     """Nothing is consolidated before the first sleep: the stable memory is still the untrained net."""
-    record = _tiny_run(tmp_path, "sleep_cls", "class", ["strategy.sleep_every=null",
-                                                        "strategy.sleep_after_experience=true",
-                                                        "strategy.sleep_steps=1", "strategy.stable_update_prob=0"])
+    record = tiny_run(tmp_path, "sleep_cls", "class", ["strategy.sleep_every=null",
+                                                       "strategy.sleep_after_experience=true",
+                                                       "strategy.sleep_steps=1", "strategy.stable_update_prob=0"])
     acc = torch.tensor(record["accuracy_matrix"])
     assert torch.equal(acc[1:], acc[:1].expand(5, -1))  # every row = the untrained model's

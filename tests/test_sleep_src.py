@@ -9,7 +9,7 @@ from torch import nn
 from forgetbench.strategies.models import mlp
 from forgetbench.strategies.sleep_src import (ReLUSquaredError, SleepSRC, SpikingSleep, keep_probabilities,
                                               layer_scales, linear_layers, stdp)
-from tests.conftest import TINY, compose_cfg
+from tests.conftest import check_tiny_run, tiny_run
 
 ALPHA = 55.882454
 
@@ -226,29 +226,14 @@ def test_stdp_changes_exactly_the_rows_of_firing_neurons(weight_dependent):
     assert torch.allclose(w[2], torch.tensor(row2), atol=1e-6)
 
 
-def _tiny_run(tmp_path, scenario, extra=()):
-    from forgetbench.benchmarks.experiment import run
-
-    overrides = ["strategy=sleep_src", f"scenario={scenario}", "stream.max_train_per_exp=64",
-                 "stream.max_test_per_exp=32", "epochs=2", *extra]
-    return run(compose_cfg([*TINY, *overrides]), tmp_path / "run")
-
-
-def _check(record):
-    acc = torch.tensor(record["accuracy_matrix"])
-    assert record["status"] == "ok" and acc.shape == (6, 5)
-    assert not acc[1:].isnan().any() and 0 <= record["metrics"]["acc"] <= 1
-    assert acc[1, 0] > 0.5  # learned the first experience
-
-
 @pytest.mark.parametrize("scenario", ["class", "domain"])
 def test_sleep_src_tiny_run(tmp_path, scenario):
-    _check(_tiny_run(tmp_path, scenario, ["model.bias=false", "stream.normalize=false",
-                                          "strategy.iterations=200", "strategy.increment=50"]))
+    check_tiny_run(tiny_run(tmp_path, "sleep_src", scenario, ["model.bias=false", "stream.normalize=false",
+                                                              "strategy.iterations=200", "strategy.increment=50"]))
 
 
 def test_sleep_src_tiny_run_with_biases_and_standardised_inputs(tmp_path):
-    record = _tiny_run(tmp_path, "class", ["strategy.iterations=200", "strategy.increment=50"])
+    record = tiny_run(tmp_path, "sleep_src", "class", ["strategy.iterations=200", "strategy.increment=50"])
     acc = torch.tensor(record["accuracy_matrix"])
     assert record["status"] == "ok" and not acc.isnan().any()
 
@@ -257,9 +242,9 @@ def test_sleep_src_refuses_task_il(tmp_path):
     from forgetbench.benchmarks.experiment import ConfigError
 
     with pytest.raises(ConfigError, match="does not support the 'task' scenario"):
-        _tiny_run(tmp_path, "task", ["model.bias=false"])
+        tiny_run(tmp_path, "sleep_src", "task", ["model.bias=false"])
 
 
 def test_sleep_src_needs_one_threshold_per_layer(tmp_path):
     with pytest.raises(ValueError, match="3 thresholds for 2 Linear layers"):
-        _tiny_run(tmp_path, "class", ["model.bias=false", "model.hidden_sizes=[8]"])
+        tiny_run(tmp_path, "sleep_src", "class", ["model.bias=false", "model.hidden_sizes=[8]"])
