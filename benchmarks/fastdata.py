@@ -12,11 +12,12 @@ Datasets not built from a table keep Avalanche's loaders unchanged.
 
 Training augmentation (``stream.augment``, kept on the table): the mixin applies it to every training
 minibatch the strategy forwards, on the device, in one vectorized call (:func:`crop_flip`), after the
-strategy has joined its replayed samples (ER's loader, DER's ``_before_forward``): current and replayed
-samples alike get a fresh crop and flip at every step, as in Mammoth (its buffers store un-augmented
-inputs and apply the training transform to every replayed batch, utils/buffer.py ``get_data(transform=)``).
-Evaluation, and whatever a strategy computes outside its training forward (DER's stored logits, EWC's
-importances, a buffer batch a strategy forwards by itself such as ER-ACE's), see the images as they are.
+strategy's plugins have joined their replayed samples (ER's loader); DER forwards its replayed batches on
+their own and augments them through ``augment``. Current and replayed samples alike get a fresh crop and
+flip at every step, as in Mammoth (its buffers store un-augmented inputs and apply the training transform
+to every replayed batch, utils/buffer.py ``get_data(transform=)``). Evaluation, and whatever a strategy
+computes outside its training forward (EWC's importances, a buffer batch a strategy forwards by itself
+such as ER-ACE's), see the images as they are.
 The random draws come from their own generator, seeded from the run's seed: the batch order is the
 same with and without augmentation.
 """
@@ -171,16 +172,21 @@ class FastDataMixin:
         self._augment()
 
     def _augment(self) -> None:
-        """Apply the table's training augmentation to the minibatch about to be forwarded (training only:
-        Avalanche's evaluation loop calls ``_before_eval_forward`` instead)."""
+        """Augment the minibatch about to be forwarded (training only: Avalanche's evaluation loop calls
+        ``_before_eval_forward`` instead)."""
+        self.mbatch[0] = self.augment(self.mbatch[0])
+
+    def augment(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` with the table's training augmentation applied (``x`` itself if it has none); a strategy
+        that forwards a replayed batch on its own (DER) augments it with this."""
         table = dataset_table(getattr(self, "adapted_dataset", None))
         if table is None or table.augment is None:
-            return
-        x, generator = self.mbatch[0], self.augment_generator
+            return x
+        generator = self.augment_generator
         if generator is None or generator.device != x.device:
             seed = self.data_generator.initial_seed() if self.data_generator is not None else torch.initial_seed()
             generator = self.augment_generator = torch.Generator(device=x.device).manual_seed(augment_seed(seed))
-        self.mbatch[0] = AUGMENTATIONS[table.augment](x, table.fill, generator)
+        return AUGMENTATIONS[table.augment](x, table.fill, generator)
 
     def make_eval_dataloader(self, num_workers=0, shuffle=False, pin_memory=None,
                              persistent_workers=False, **kwargs):

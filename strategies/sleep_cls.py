@@ -34,7 +34,6 @@ Deviations from CLS-ER:
 from __future__ import annotations
 
 import copy
-import random
 from typing import Literal
 
 import torch
@@ -44,46 +43,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from forgetbench.benchmarks.schema import Fraction, NonNegative, Positive, PositiveFloat
+from forgetbench.strategies.buffers import ReservoirBuffer
 from forgetbench.strategies.registry import Memory, register_strategy
 from forgetbench.strategies.sleep import SleepPlugin
 
 NETWORKS = ("stable", "plastic", "working")
 MIN_SLEEP_BATCH = 32  # CLS-ER's replay batch for S-MNIST (wake batch 10); 128 for P-/R-MNIST (wake batch 128)
-
-
-class ReservoirBuffer:
-    """A uniform sample of at most ``capacity`` of all ``(x, y, t)`` ever offered (Vitter's algorithm R)."""
-
-    def __init__(self, capacity: int, seed: int = 0):
-        if capacity < 1:
-            raise ValueError(f"buffer capacity must be positive, got {capacity}")
-        self.capacity, self.seen, self.size = int(capacity), 0, 0
-        self.rng = random.Random(seed)
-        self.x = self.y = self.t = None
-
-    def __len__(self) -> int:
-        return self.size
-
-    def add(self, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor) -> None:
-        if self.x is None:
-            self.x = x.new_empty((self.capacity, *x.shape[1:]))
-            self.y, self.t = y.new_empty(self.capacity), t.new_empty(self.capacity)
-        row_of_slot = {}  # a later sample overwrites an earlier one in the same slot
-        for i in range(len(x)):
-            self.seen += 1
-            slot = self.size if self.size < self.capacity else self.rng.randrange(self.seen)
-            if slot < self.capacity:
-                row_of_slot[slot] = i
-                self.size = max(self.size, slot + 1)
-        if row_of_slot:
-            slots = torch.tensor(list(row_of_slot), device=x.device)
-            rows = torch.tensor(list(row_of_slot.values()), device=x.device)
-            self.x[slots], self.y[slots], self.t[slots] = x[rows].detach(), y[rows], t[rows]
-
-    def sample(self, n: int, generator: torch.Generator | None = None):
-        """``min(n, len(self))`` distinct stored episodes."""
-        idx = torch.randperm(self.size, generator=generator)[:n].to(self.x.device)
-        return self.x[idx], self.y[idx], self.t[idx]
 
 
 @torch.no_grad()

@@ -2,15 +2,14 @@
 
 - lwf: Learning without Forgetting (Li & Hoiem 2016/2017);
 - mas: Memory Aware Synapses (Aljundi et al. 2018);
-- agem: Averaged GEM (Chaudhry et al. 2019);
-- derpp: DER++ (Buzzega et al. 2020).
+- agem: Averaged GEM (Chaudhry et al. 2019).
 
-Those needing a subclass or a fix have their own modules: si.py (SI), der.py (DER), rehearsal.py
-(GDumb, ER-ACE), icarl.py (iCaRL). Where Avalanche's signature default differs from the paper, the
+Those needing a subclass, a fix or their own implementation have their own modules: si.py (SI), der.py
+(DER and DER++, as Mammoth runs them), rehearsal.py (GDumb, ER-ACE), icarl.py (iCaRL). Where Avalanche's signature default differs from the paper, the
 paper's value is given at registration and cited next to it; hyperparameters that the harness owns
 (optimizer, learning rate, batch size, epochs) are not the strategy's.
 """
-from avalanche.training import AGEM, DER, LwF, MAS
+from avalanche.training import AGEM, LwF, MAS
 
 from forgetbench.strategies.registry import Memory, register_strategy
 
@@ -50,20 +49,3 @@ register_strategy(
     },
     description="Averaged GEM: project the gradient so the loss on a memory sample does not increase",
 )(AGEM)
-
-register_strategy(
-    "derpp", scenarios=("class", "domain"),  # Avalanche's DER calls model(x) without task labels: one head
-    memory=Memory(samples="mem_size", logits=True),
-    defaults={
-        # Buzzega et al., "Dark Experience for General Continual Learning" (NeurIPS 2020), best
-        # hyperparameters for Seq-MNIST with a 500-sample buffer (their appendix; Mammoth's
-        # utils/best_args.py, 'seq-mnist' / 'derpp' / 500): alpha = 1.0, beta = 0.5. The buffer size is
-        # the paper's middle one of 200/500/5120 (a judgement call; Avalanche's defaults, 200 / 0.1 / 0.5,
-        # are the paper's Seq-CIFAR-10 values for a 200-sample buffer). batch_size_mem stays None: as many
-        # replayed samples as training samples per batch.
-        "mem_size": 500,
-        "alpha": 1.0,
-        "beta": 0.5,
-    },
-    description="DER++: replay with stored logits (MSE) and labels (CE)",
-)(DER)

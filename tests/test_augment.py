@@ -9,6 +9,7 @@ from forgetbench.benchmarks.experiment import ConfigError, _build, run
 from forgetbench.benchmarks.fastdata import FastDataMixin, augment_seed, crop_flip
 from forgetbench.benchmarks.protocol import MatrixRecorder
 from forgetbench.benchmarks.streams import dataset_table, sample_ids
+from forgetbench.strategies.der import DarkReplayPlugin
 
 from tests.conftest import compose_cfg, make_tiny_cifar
 
@@ -149,21 +150,55 @@ def test_augmentation_is_deterministic_per_seed(cifar_root, tmp_path, monkeypatc
     assert not all(torch.equal(x, y) for x, y in zip(a, c))
 
 
-@pytest.mark.parametrize("strategy", ["replay", "der", "derpp"])
-def test_replayed_samples_are_augmented_too(cifar_root, tmp_path, monkeypatch, strategy):
+def test_replayed_samples_are_augmented_too(cifar_root, tmp_path, monkeypatch):
     """As Mammoth (utils/buffer.py get_data(transform=...)): the buffer keeps the stored images and every
-    replayed batch gets a fresh crop and flip, like the current batch."""
+    replayed batch gets a fresh crop and flip, like the current batch (ER: joined to it by the loader)."""
     seen = capture(monkeypatch)
-    run(compose_cfg([*CIFAR, f"strategy={strategy}", "strategy.mem_size=30", "strategy.batch_size_mem=6",
+    run(compose_cfg([*CIFAR, "strategy=replay", "strategy.mem_size=30", "strategy.batch_size_mem=6",
                      f"results_dir={tmp_path}"], cifar_root), tmp_path / "r")
-    replayed = slice(0, 6) if strategy != "replay" else slice(8, 14)  # DER puts them first, the replay loader last
+    replayed = slice(8, 14)  # the replay loader puts them last
     joined = [(b, a, t) for (b, a, t), (labels, current) in zip(seen["train"], seen["labels"])
               if len(b) == 14  # current batch (8) + replayed (6) ...
               and not set(labels[replayed]) & current]  # ... whose replayed part holds past classes only
     assert len(joined) == sum(len(b) == 14 for b, _, _ in seen["train"]) > 0
+    assert_cropped([(before[replayed], after[replayed], table) for before, after, table in joined])
+
+
+@pytest.mark.parametrize("strategy,batches_per_step", [("der", 1), ("derpp", 2)])
+def test_der_augments_each_replayed_batch_it_forwards(cifar_root, tmp_path, monkeypatch, strategy, batches_per_step):
+    """DER forwards its replayed batches on their own (as Mammoth) and augments each through the strategy's
+    ``augment``; the current batch is augmented as always."""
+    calls, replaying = [], [False]
+    augment, before_backward = FastDataMixin.augment, DarkReplayPlugin.before_backward
+
+    def recording(self, x):
+        out = augment(self, x)
+        calls.append((replaying[0], x.clone(), out.clone(), dataset_table(self.adapted_dataset)))
+        return out
+
+    def flagged(self, strategy, **kwargs):
+        replaying[0] = True
+        try:
+            before_backward(self, strategy, **kwargs)
+        finally:
+            replaying[0] = False
+
+    monkeypatch.setattr(FastDataMixin, "augment", recording)
+    monkeypatch.setattr(DarkReplayPlugin, "before_backward", flagged)
+    run(compose_cfg([*CIFAR, f"strategy={strategy}", "strategy.mem_size=30", "strategy.batch_size_mem=6",
+                     f"results_dir={tmp_path}"], cifar_root), tmp_path / "r")
+    replayed = [(before, after, table) for flag, before, after, table in calls if flag]
+    current = [c for c in calls if not c[0]]
+    assert len(replayed) == batches_per_step * (len(current) - 1)  # every step but the first (empty buffer)
+    assert all(len(before) == 6 for before, _, _ in replayed)
+    assert_cropped(replayed)
+
+
+def assert_cropped(batches) -> None:
+    """Every image after is a crop/flip of the image before, and more than one per batch moved on average."""
     moved = 0
-    for before, after, table in joined:
-        for a, b in zip(after[replayed], before[replayed]):
+    for before, after, table in batches:
+        for a, b in zip(after, before):
             assert crop_of(a, b, table.fill) is not None
             moved += int(not torch.equal(a, b))
-    assert moved > len(joined)
+    assert moved > len(batches)

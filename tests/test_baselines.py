@@ -75,16 +75,6 @@ def test_gdumb_fills_its_buffer_and_keeps_the_initial_model(trained):
     assert gdumb.init_model is not None and not torch.equal(_params(gdumb.init_model), _params(strategy.model))
 
 
-@pytest.mark.parametrize("name,beta", [("der", 0.0), ("derpp", 0.5)])
-def test_der_buffers_samples_with_their_logits(name, beta, trained):
-    strategy, classes = trained(f"strategy={name}", "strategy.mem_size=20")
-    buffer = strategy.storage_policy.buffer
-    assert len(buffer) == 20 and set(buffer.targets) == classes
-    x, y, t, logits = buffer[0]
-    assert logits.shape == (10,) and logits.abs().sum() > 0
-    assert strategy.beta == beta
-
-
 def test_er_ace_buffers_the_experience(trained):
     strategy, classes = trained("strategy=er_ace", "strategy.mem_size=20")
     assert len(strategy.storage_policy.buffer) == 20
@@ -123,7 +113,7 @@ def test_sleep_cls_buffers_episodes_and_its_memories_follow_the_learner(trained)
     # copies of the learner (tests/test_sleep_cls.py checks that rule)
     strategy, classes = trained("strategy=sleep_cls", "strategy.mem_size=20", "strategy.horizons_per_experience=null")
     sleep = strategy.cls_sleep
-    assert len(sleep.buffer) == 20 and set(sleep.buffer.y.tolist()) == classes and sleep.consolidations > 0
+    assert len(sleep.buffer) == 20 and set(sleep.buffer.stored()[1].tolist()) == classes and sleep.consolidations > 0
     for memory in sleep.memories.values():  # EMAs of the learner: moved from the init, not equal to it
         assert not torch.equal(_params(memory), _params(strategy.model))
 
