@@ -64,7 +64,7 @@ def reproduction(lb: Leaderboard) -> pd.DataFrame:
                      "verified": match["verified"], "marker": match["marker"], "citation": match["citation"],
                      "explanation": note or (UNEXPLAINED if over else "")})
     frame = pd.DataFrame(rows, columns=REPRODUCTION_COLUMNS)
-    return frame.sort_values(["stream", "scenario", "strategy", "model", "eval_split", "metric"],
+    return frame.sort_values(["stream", "scenario", "sweep", "strategy", "model", "eval_split", "metric"],
                              kind="stable").reset_index(drop=True)
 
 
@@ -93,16 +93,17 @@ def verified_text(verified: str) -> str:
 
 
 def reproduction_cells(rows: pd.DataFrame, pm: str = "±", escape=str) -> tuple[list[str], list[list[str]]]:
-    """Header and display rows of :func:`reproduction`."""
+    """Header and display rows of :func:`reproduction` (with a Sweep column when the board is by sweep)."""
+    names = ["stream", "scenario", *group_columns(rows, ["sweep"]), "model", "strategy"]
     out = []
     for _, r in rows.iterrows():
         inside = "–" if r["inside_ci"] is None or pd.isna(r["inside_ci"]) else ("yes" if r["inside_ci"] else "no")
-        out.append([escape(str(r[c])) for c in ("stream", "scenario", "model", "strategy")]
+        out.append([escape(str(r[c])) for c in names]
                    + [METRICS[r["metric"]][0], str(r["n"]), cell(r["ours_mean"], r["ours_ci"], DIGITS, pm),
                       published_cell(r["published"], r["marker"], r["verified"], DIGITS), escape(r["reported"]),
                       "–" if pd.isna(r["gap"]) else f"{r['gap']:+.2f}", inside, verified_text(r["verified"]),
                       escape(r["explanation"])])
-    return list(REPRODUCTION_TITLES), out
+    return [TITLES.get(c, c.title()) for c in names] + REPRODUCTION_TITLES[4:], out
 
 
 def _sources(lb: Leaderboard, rows: pd.DataFrame) -> list[str]:

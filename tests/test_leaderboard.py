@@ -538,6 +538,19 @@ def test_reproduction_section_in_the_html_page(repro):
     assert "not verified in the paper or the authors&#x27; files ([2]): a survey&#x27;s table" in section
 
 
+def test_reproduction_by_sweep_has_a_row_and_a_sweep_cell_per_directory(tmp_path):
+    (tmp_path / "reference").mkdir()
+    (tmp_path / "reference" / "papers.csv").write_text(REFERENCE)
+    sweeps = [make_sweep(tmp_path / "paper_protocol"), make_sweep(tmp_path / "again")]
+    header, cells = reproduction.reproduction_cells(reproduction.reproduction(
+        leaderboard.build(sweeps, tmp_path / "reference", by_sweep=True)))
+    assert header[:6] == ["Stream", "Scenario", "Sweep", "Model", "Strategy", "Metric"]
+    assert [(r[2], r[4]) for r in cells] == [("again", "naive"), ("paper_protocol", "naive")]
+    header, _ = reproduction.reproduction_cells(reproduction.reproduction(
+        leaderboard.build(sweeps, tmp_path / "reference")))
+    assert "Sweep" not in header
+
+
 def test_no_matching_number_no_reproduction_rows(tmp_path):
     board = leaderboard.build([make_sweep(tmp_path / "sweep")])
     assert reproduction.reproduction(board).empty
