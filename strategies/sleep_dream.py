@@ -25,7 +25,8 @@ their code's commands: ``./main.py --replay=generative [--distill]``). Every ste
    ``T^2 * KL-style cross-entropy between softmax(prev/T) and log_softmax(cur/T)`` (their
    ``loss_fn_kd``: the teacher's softmax is taken over the classes seen before this experience and
    padded with zeros to the student's active outputs); with ``hard`` the cross-entropy with the
-   previous classifier's most probable previously seen class (plain DGR);
+   previous classifier's most probable previously seen class (plain DGR); both in distillation.py,
+   shared with ``lwf_vdv``, their LwF;
 2. then the generator takes its own Adam step (``generator_lr``, theirs = the classifier's 1e-3) on
    the same wake batch and the same dreams, weighted ``1/t`` and ``1 - 1/t``, so it keeps generating
    the old experiences while it learns the new one. It trains for exactly as many steps as the
@@ -84,13 +85,12 @@ import math
 from typing import Literal, Sequence
 
 import torch
-from avalanche.models import avalanche_forward
 from avalanche.training.templates import SupervisedTemplate
 from torch import nn
 from torch.nn import functional as F
 
-from forgetbench.benchmarks.protocol import classes_of
 from forgetbench.benchmarks.schema import NonNegativeInt, Positive, PositiveFloat
+from forgetbench.strategies.distillation import PreviousModelTeacher
 from forgetbench.strategies.registry import Memory, register_strategy
 from forgetbench.strategies.sleep import SleepPlugin
 
@@ -156,24 +156,6 @@ def memory_parameters(params: dict, input_numel: int) -> int:
     return 2 * vae_parameters(input_numel, params["generator_hidden_sizes"], params["latent_size"])
 
 
-def soft_targets(teacher_logits: torch.Tensor, classes: torch.Tensor, temperature: float) -> torch.Tensor:
-    """The teacher's tempered softmax over ``classes`` (a bool mask over outputs), zero elsewhere."""
-    return F.softmax(teacher_logits.masked_fill(~classes, float("-inf")) / temperature, dim=1)
-
-
-def distillation_loss(student_logits: torch.Tensor, target_probs: torch.Tensor, temperature: float,
-                      columns: torch.Tensor | None = None) -> torch.Tensor:
-    """Their ``utils.loss_fn_kd``: ``T^2 * mean_batch sum_classes -p_target log softmax(student / T)``, the
-    student's softmax over ``columns`` (a bool mask of its active outputs; None: all), where the targets lie.
-    (Masks rather than column indexing: no host synchronisation on a GPU.)"""
-    if columns is None:
-        log_p = F.log_softmax(student_logits / temperature, dim=1)
-    else:
-        log_p = F.log_softmax(student_logits.masked_fill(~columns, float("-inf")) / temperature, dim=1)
-        log_p = log_p.masked_fill(~columns, 0.0)  # inactive outputs: target 0, and no 0 * -inf
-    return -(target_probs * log_p).sum(1).mean() * temperature ** 2
-
-
 class DreamSleep(SleepPlugin):
     """Wake: the hippocampal VAE learns the wake batch and the dreams. Every classifier step rehearses a
     dream batch. Sleep (after each experience): optional dream-only steps, then the hand-over."""
@@ -181,18 +163,15 @@ class DreamSleep(SleepPlugin):
     def __init__(self, replay_targets: str, temperature: float, dream_batch_size: int | None, latent_size: int,
                  generator_hidden_sizes: Sequence[int], generator_lr: float, sleep_steps: int, seed: int):
         super().__init__(every=None, after_experience=True)
-        self.replay_targets, self.temperature = replay_targets, float(temperature)
+        self.teacher = PreviousModelTeacher(replay_targets, temperature)  # labels the dreams
         self.dream_batch_size, self.latent_size = dream_batch_size, int(latent_size)
         self.hidden_sizes, self.generator_lr = [int(h) for h in generator_hidden_sizes], float(generator_lr)
         self.sleep_steps, self.seed = int(sleep_steps), int(seed)
         self.generator: VAE | None = None  # the hippocampus, built on the first wake batch (its input shape)
         self.optimizer: torch.optim.Optimizer | None = None
         self.previous_generator: VAE | None = None  # dream source: the hippocampus at the end of the last experience
-        self.previous_model: nn.Module | None = None  # teacher: the classifier at the end of the last experience
         self.rng: torch.Generator | None = None  # latent draws and reparameterisation noise
         self.lo = self.hi = None  # per-channel range of the inputs seen (see the module docstring)
-        self.previous_classes: dict[int, torch.Tensor] = {}  # task label -> bool mask of classes seen before
-        self.current_classes: dict[int, list[int]] = {}
         self.num_outputs = 0
         self.experiences = 0  # t: experiences seen, the current one included
         self.dreams: torch.Tensor | None = None  # this step's dream batch, in [0, 1] (generated, not data)
@@ -222,33 +201,9 @@ class DreamSleep(SleepPlugin):
         generator = self.previous_generator if previous else self.generator
         return self.from_unit(generator.sample(n, self.rng))
 
-    # -- labelling dreams --
-
-    def _student_outputs(self, strategy, num_outputs: int, device) -> torch.Tensor:
-        """The classifier's active outputs: the harness's seen classes (``active_classes=seen``) or all."""
-        seen = getattr(getattr(strategy, "_criterion", None), "seen", None)
-        if seen is None:
-            return torch.ones(num_outputs, dtype=torch.bool, device=device)
-        return seen.to(device).clone()
-
     def replay_loss(self, strategy, x: torch.Tensor) -> torch.Tensor:
-        """Mean over the previous tasks (one in class- and domain-IL) of the loss of the classifier on ``x``
-        against the previous classifier's soft targets (or hard labels) for that task's previously seen classes."""
-        losses = []
-        for task, classes in self.previous_classes.items():
-            t = torch.full((len(x),), task, dtype=torch.long, device=x.device)
-            with torch.no_grad():
-                teacher = avalanche_forward(self.previous_model, x, t)
-            student = avalanche_forward(strategy.model, x, t)
-            classes = classes.to(x.device)
-            columns = self._student_outputs(strategy, student.shape[1], x.device) | classes
-            if self.replay_targets == "soft":
-                targets = soft_targets(teacher, classes, self.temperature)
-                losses.append(distillation_loss(student, targets, self.temperature, columns))
-            else:
-                labels = teacher.masked_fill(~classes, float("-inf")).argmax(1)
-                losses.append(F.cross_entropy(student.masked_fill(~columns, float("-inf")), labels))
-        return torch.stack(losses).mean()
+        """The classifier's rehearsal loss on dreams ``x``, against the previous classifier (distillation.py)."""
+        return self.teacher.loss(strategy, x)
 
     # -- hooks --
 
@@ -256,9 +211,7 @@ class DreamSleep(SleepPlugin):
         super().before_training_exp(strategy, **kwargs)
         self.experiences += 1
         self.generator_losses.append([])
-        experience = strategy.experience
-        task = int((getattr(experience, "task_labels", None) or [0])[0])
-        self.current_classes = {task: sorted(classes_of(experience))}
+        self.teacher.start(strategy.experience)
         if self.rng is None or self.rng.device != strategy.device:
             self.rng = torch.Generator(device=strategy.device).manual_seed(self.seed)
 
@@ -311,14 +264,7 @@ class DreamSleep(SleepPlugin):
         self.generator_losses[-1] = torch.stack(self.generator_losses[-1]).tolist() if self.generator_losses[-1] else []
         # hand-over: this experience's hippocampus and classifier become the next one's dream source and teacher
         self.previous_generator = copy.deepcopy(self.generator).eval().requires_grad_(False)
-        self.previous_model = copy.deepcopy(strategy.model).eval().requires_grad_(False)
-        for task, classes in self.current_classes.items():
-            mask = self.previous_classes.get(task)
-            if mask is None:
-                mask = torch.zeros(self.num_outputs, dtype=torch.bool, device=strategy.device)
-            mask = mask.clone()
-            mask[torch.as_tensor(classes, dtype=torch.long, device=mask.device)] = True
-            self.previous_classes[task] = mask
+        self.teacher.hand_over(strategy.model, self.num_outputs)
 
     def _build(self, input_shape, device) -> None:
         with torch.random.fork_rng(devices=[]):  # its own initialisation: the run's RNG streams are untouched
@@ -348,8 +294,6 @@ class SleepDream(SupervisedTemplate):
                  dream_batch_size: Positive | None = None, latent_size: Positive = 100,
                  generator_hidden_sizes: Sequence[Positive] = (400, 400), generator_lr: PositiveFloat = 0.001,
                  sleep_steps: NonNegativeInt = 0, plugins=None, **kwargs):
-        if replay_targets not in ("soft", "hard"):
-            raise ValueError(f"unknown replay_targets {replay_targets!r}; choose soft or hard")
         self.dream = DreamSleep(replay_targets, temperature, dream_batch_size, latent_size, generator_hidden_sizes,
                                 generator_lr, sleep_steps, seed=torch.initial_seed() % 2**31)
         super().__init__(plugins=[self.dream, *(plugins or [])], **kwargs)

@@ -150,6 +150,7 @@ ACTING = [  # name, scenario, overrides: a buffer the tiny stream fills, or a st
     ("sleep_src", "class", ["strategy.iterations=200", "model.bias=false", "stream.normalize=false"]),
     ("si", "class", ["strategy.si_lambda=1e5"]),
     ("lwf", "task", []),  # the paper's defaults: the old heads are distilled
+    ("lwf_vdv", "class", []),
     ("mas", "domain", ["strategy.lambda_reg=1e4"]),
     ("agem", "class", ["strategy.patterns_per_exp=20"]),
     ("gdumb", "class", ["strategy.mem_size=20"]),

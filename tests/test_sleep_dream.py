@@ -12,10 +12,10 @@ from torch.nn import functional as F
 from forgetbench.benchmarks.experiment import run
 from forgetbench.benchmarks.streams import dataset_table, sample_ids
 from forgetbench.benchmarks.training import SeenClassesLoss
-from forgetbench.strategies import sleep_dream
+from forgetbench.strategies import distillation
+from forgetbench.strategies.distillation import distillation_loss, soft_targets
 from forgetbench.strategies.models import mlp
-from forgetbench.strategies.sleep_dream import (VAE, DreamSleep, distillation_loss, memory_parameters, soft_targets,
-                                                vae_parameters)
+from forgetbench.strategies.sleep_dream import VAE, DreamSleep, memory_parameters, vae_parameters
 from tests.conftest import train_first_experience
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
@@ -78,8 +78,8 @@ def _hand_case(replay_targets: str, seen):
     with torch.no_grad():
         teacher.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.0, 0.0]]))
         student.weight.zero_()
-    plugin.previous_model = teacher
-    plugin.previous_classes = {0: torch.tensor([True, True, False, False])}
+    plugin.teacher.previous_model = teacher
+    plugin.teacher.previous_classes = {0: torch.tensor([True, True, False, False])}
     criterion = nn.CrossEntropyLoss()
     if seen is not None:
         criterion = SeenClassesLoss(4)
@@ -151,7 +151,8 @@ def test_the_generator_learns_experience_0_step_by_step(trained):
     assert len(losses) == 12  # one generator step per classifier step
     assert np.mean(losses[-3:]) < np.mean(losses[:3]) - 0.05  # per-pixel BCE + KL starts near log 2 ~ 0.69
     # the hand-over: frozen copies of the generator and the classifier, the classes seen so far
-    for copy_, live in ((plugin.previous_generator, plugin.generator), (plugin.previous_model, strategy.model)):
+    for copy_, live in ((plugin.previous_generator, plugin.generator),
+                        (plugin.teacher.previous_model, strategy.model)):
         assert copy_ is not live and not copy_.training
         for a, b in zip(copy_.parameters(), live.parameters()):
             assert torch.equal(a, b) and a.data_ptr() != b.data_ptr() and not a.requires_grad
@@ -160,8 +161,8 @@ def test_the_generator_learns_experience_0_step_by_step(trained):
 def test_dreams_are_labelled_by_the_previous_model(trained, monkeypatch):
     strategy, classes = trained("strategy=sleep_dream")
     plugin = strategy.dream
-    assert list(plugin.previous_classes) == [0]
-    assert plugin.previous_classes[0].nonzero().flatten().tolist() == sorted(classes)
+    assert list(plugin.teacher.previous_classes) == [0]
+    assert plugin.teacher.previous_classes[0].nonzero().flatten().tolist() == sorted(classes)
     with torch.no_grad():  # the learner moves on: the teacher must not
         for p in strategy.model.parameters():
             p.add_(0.5)
@@ -171,11 +172,11 @@ def test_dreams_are_labelled_by_the_previous_model(trained, monkeypatch):
         seen["targets"], seen["temperature"], seen["columns"] = targets, temperature, columns
         return distillation_loss(student, targets, temperature, columns)
 
-    monkeypatch.setattr(sleep_dream, "distillation_loss", spy)
+    monkeypatch.setattr(distillation, "distillation_loss", spy)
     dreams = plugin.sample(32)
     plugin.replay_loss(strategy, dreams)
     with torch.no_grad():
-        teacher = plugin.previous_model(dreams)
+        teacher = plugin.teacher.previous_model(dreams)
     previous = sorted(classes)
     expected = torch.zeros(32, 10)
     expected[:, previous] = F.softmax(teacher[:, previous] / 2.0, dim=1)
