@@ -168,7 +168,7 @@ class FastDataMixin:
                 or self.dataloader
 
     def _before_forward(self, **kwargs):
-        super()._before_forward(**kwargs)  # plugins, then e.g. DER joins its replayed samples
+        super()._before_forward(**kwargs)  # plugins first: DER keeps the batch as it is before augmentation
         self._augment()
 
     def _augment(self) -> None:

@@ -220,7 +220,7 @@ def table_dataset_class(table: SampleTable) -> type:
         def __getitems__(self, indices):
             ids = sample_ids(self)
             in_items = [name for name, a in self._data_attributes.items() if a.use_in_getitem]
-            if ids is None or in_items != ["targets_task_labels"]:  # e.g. DER's stored logits
+            if ids is None or in_items != ["targets_task_labels"]:  # e.g. a buffer's extra fields
                 return [self[i] for i in indices]
             return GatheredBatch(self.table.gather(_select(ids, indices)))
 

@@ -3,8 +3,8 @@
     forgetbench-leaderboard results/runs/mnist_grid    # writes results/runs/mnist_grid/leaderboard.{md,csv,tex,html}
     forgetbench-leaderboard results/runs/a results/runs/b --out /tmp/boards/ --formats md,html
     forgetbench-leaderboard results/runs/mnist_grid --out results/leaderboard   # the published table
-    forgetbench-leaderboard results/runs/vandeven2019_* --out results/vandeven2019 \
-        --reproduction results/reproduction.md --pairs   # + results/reproduction.{md,csv}, vandeven2019_pairs.{md,csv}
+    forgetbench-leaderboard results/runs/vandeven2019_* results/runs/buzzega2020_* --by-sweep --out results/papers/ \
+        --reproduction results/reproduction.md --pairs   # + results/reproduction.{md,csv}, papers/leaderboard_pairs.{md,csv}
 
 Each file holds the commands that made the runs (from their records) and this one, the ``--note``
 sentences, and the notes printed on stderr: groups whose runs mix settings, failed runs left out,
