@@ -12,8 +12,8 @@ Datasets not built from a table keep Avalanche's loaders unchanged.
 
 Training augmentation (``stream.augment``, kept on the table): the mixin applies it to every training
 minibatch the strategy forwards, on the device, in one vectorized call (:func:`crop_flip`), after the
-strategy's plugins have joined their replayed samples (ER's loader); DER forwards its replayed batches on
-their own and augments them through ``augment``. Current and replayed samples alike get a fresh crop and
+strategy's plugins have joined their replayed samples (ER's loader); DER and sleep_cls forward their
+replayed batches on their own and augment them through ``augment``. Current and replayed samples alike get a fresh crop and
 flip at every step, as in Mammoth (its buffers store un-augmented inputs and apply the training transform
 to every replayed batch, utils/buffer.py ``get_data(transform=)``). Evaluation, and whatever a strategy
 computes outside its training forward (EWC's importances, a buffer batch a strategy forwards by itself
@@ -195,6 +195,13 @@ class FastDataMixin:
             return super().make_eval_dataloader(num_workers=num_workers, shuffle=shuffle, pin_memory=False,
                                                 persistent_workers=persistent_workers, **kwargs)
         self.dataloader = loader
+
+
+def augmented(strategy, x: torch.Tensor) -> torch.Tensor:
+    """``x`` with the strategy's training augmentation (:meth:`FastDataMixin.augment`), if it has one: for
+    replayed batches a strategy forwards on its own (DER, sleep_cls)."""
+    augment = getattr(strategy, "augment", None)
+    return augment(x) if augment is not None else x
 
 
 @functools.cache

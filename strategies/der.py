@@ -29,6 +29,7 @@ from avalanche.models import avalanche_forward
 from avalanche.training.templates import SupervisedTemplate
 from torch.nn import functional as F
 
+from forgetbench.benchmarks.fastdata import augmented
 from forgetbench.benchmarks.schema import NonNegative, Positive
 from forgetbench.strategies.buffers import ReservoirBuffer
 from forgetbench.strategies.registry import Memory, register_strategy
@@ -60,8 +61,7 @@ class DarkReplayPlugin(SupervisedPlugin):
 
     @staticmethod
     def forward(strategy, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        augment = getattr(strategy, "augment", None)  # FastDataMixin's training augmentation, if any
-        return avalanche_forward(strategy.model, augment(x) if augment else x, t)
+        return avalanche_forward(strategy.model, augmented(strategy, x), t)
 
     def after_training_iteration(self, strategy, **kwargs):
         self.buffer.add(self.inputs, strategy.mb_y, strategy.mb_task_id, strategy.mb_output.detach())

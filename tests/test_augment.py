@@ -5,11 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
+from forgetbench.benchmarks import experiment
 from forgetbench.benchmarks.experiment import ConfigError, _build, run
 from forgetbench.benchmarks.fastdata import FastDataMixin, augment_seed, crop_flip
 from forgetbench.benchmarks.protocol import MatrixRecorder
 from forgetbench.benchmarks.streams import dataset_table, sample_ids
 from forgetbench.strategies.der import DarkReplayPlugin
+from forgetbench.strategies.sleep_cls import CLSSleep
 
 from tests.conftest import compose_cfg, make_tiny_cifar
 
@@ -164,12 +166,20 @@ def test_replayed_samples_are_augmented_too(cifar_root, tmp_path, monkeypatch):
     assert_cropped([(before[replayed], after[replayed], table) for before, after, table in joined])
 
 
-@pytest.mark.parametrize("strategy,batches_per_step", [("der", 1), ("derpp", 2)])
-def test_der_augments_each_replayed_batch_it_forwards(cifar_root, tmp_path, monkeypatch, strategy, batches_per_step):
-    """DER forwards its replayed batches on their own (as Mammoth) and augments each through the strategy's
-    ``augment``; the current batch is augmented as always."""
+REPLAYING = {"der": (DarkReplayPlugin, "before_backward"), "derpp": (DarkReplayPlugin, "before_backward"),
+             "sleep_cls": (CLSSleep, "sleep")}  # where each strategy forwards its replayed batches
+
+
+@pytest.mark.parametrize("strategy,batches_per_step", [("der", 1), ("derpp", 2), ("sleep_cls", 1)])
+def test_replayed_batches_forwarded_on_their_own_are_augmented(cifar_root, tmp_path, monkeypatch, strategy,
+                                                               batches_per_step):
+    """DER and sleep_cls forward their replayed batches on their own (as Mammoth and CLS-ER) and augment
+    each through the strategy's ``augment``; their buffers keep the images before augmentation (what
+    came in, not the crop the step trained on); the current batch is augmented as always."""
     calls, replaying = [], [False]
-    augment, before_backward = FastDataMixin.augment, DarkReplayPlugin.before_backward
+    augment = FastDataMixin.augment
+    plugin_cls, method = REPLAYING[strategy]
+    replay = getattr(plugin_cls, method)
 
     def recording(self, x):
         out = augment(self, x)
@@ -179,19 +189,34 @@ def test_der_augments_each_replayed_batch_it_forwards(cifar_root, tmp_path, monk
     def flagged(self, strategy, **kwargs):
         replaying[0] = True
         try:
-            before_backward(self, strategy, **kwargs)
+            replay(self, strategy, **kwargs)
         finally:
             replaying[0] = False
 
     monkeypatch.setattr(FastDataMixin, "augment", recording)
-    monkeypatch.setattr(DarkReplayPlugin, "before_backward", flagged)
-    run(compose_cfg([*CIFAR, f"strategy={strategy}", "strategy.mem_size=30", "strategy.batch_size_mem=6",
-                     f"results_dir={tmp_path}"], cifar_root), tmp_path / "r")
+    monkeypatch.setattr(plugin_cls, method, flagged)
+    cfg = compose_cfg([*CIFAR, f"strategy={strategy}", "strategy.mem_size=30", f"results_dir={tmp_path}",
+                       *(["strategy.batch_size_mem=6"] if strategy != "sleep_cls" else
+                         ["strategy.sleep_batch_size=6"])], cifar_root)
+    strategy_obj = {}
+    build = experiment.build_strategy
+
+    def keep(*args, **kwargs):
+        strategy_obj["s"] = build(*args, **kwargs)
+        return strategy_obj["s"]
+
+    monkeypatch.setattr(experiment, "build_strategy", keep)
+    run(cfg, tmp_path / "r")
     replayed = [(before, after, table) for flag, before, after, table in calls if flag]
     current = [c for c in calls if not c[0]]
-    assert len(replayed) == batches_per_step * (len(current) - 1)  # every step but the first (empty buffer)
+    # DER replays before its step's batch is stored (none at the first step), sleep_cls sleeps after it
+    assert len(replayed) == batches_per_step * (len(current) - (strategy != "sleep_cls"))
     assert all(len(before) == 6 for before, _, _ in replayed)
     assert_cropped(replayed)
+    buffer = (strategy_obj["s"].dark_replay if strategy != "sleep_cls" else strategy_obj["s"].cls_sleep).buffer
+    unaugmented = torch.cat([before for _, before, _, _ in current]).flatten(1)
+    stored = buffer.stored()[0].flatten(1)
+    assert all((unaugmented == row).all(1).any() for row in stored)  # each stored image came in as it is
 
 
 def assert_cropped(batches) -> None:
