@@ -165,7 +165,7 @@ def test_authors_loss_backpropagates_relu_output_minus_target():
     onehot = torch.tensor([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
     assert torch.allclose(z.grad, (torch.relu(z.detach()) - onehot) / 2)  # their nnbp: d{n} = -(y - a), / m
     # row 0: the squared error 1/2 (0.25 + 0 + 1); row 1 (target logit -0.2 < 0): 0.2 + 1/2 + 1/2 (0.09 + 2.25)
-    assert float(loss) == pytest.approx((0.625 + 1.87) / 2)
+    assert float(loss.detach()) == pytest.approx((0.625 + 1.87) / 2)
 
 
 def test_authors_init_and_loss_options():
