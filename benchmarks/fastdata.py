@@ -13,9 +13,10 @@ Datasets not built from a table keep Avalanche's loaders unchanged.
 Training augmentation (``stream.augment``, kept on the table): the mixin applies it to every training
 minibatch the strategy forwards, on the device, in one vectorized call (:func:`crop_flip`), after the
 strategy's plugins have joined their replayed samples (ER's loader); DER and sleep_cls forward their
-replayed batches on their own and augment them through ``augment``. Current and replayed samples alike get a fresh crop and
-flip at every step, as in Mammoth (its buffers store un-augmented inputs and apply the training transform
-to every replayed batch, utils/buffer.py ``get_data(transform=)``). Evaluation, and whatever a strategy
+replayed batches on their own and augment them through :func:`augmented`, and buffer the batch as it
+came in (:func:`unaugmented`). Current and replayed samples alike get a fresh crop and flip at every
+step, as in Mammoth (its buffers store un-augmented inputs and apply the training transform to every
+replayed batch, utils/buffer.py ``get_data(transform=)``). Evaluation, and whatever a strategy
 computes outside its training forward (EWC's importances, a buffer batch a strategy forwards by itself
 such as ER-ACE's), see the images as they are.
 The random draws come from their own generator, seeded from the run's seed: the batch order is the
@@ -141,7 +142,8 @@ class FastDataMixin:
 
     fast_data: bool = True
     data_generator: torch.Generator | None = None
-    augment_generator: torch.Generator | None = None  # made on first use (see _augment)
+    augment_generator: torch.Generator | None = None  # made on first use (see augment)
+    unaugmented_x: torch.Tensor | None = None  # the training minibatch before its augmentation
 
     def _fast(self, shuffle: bool, batch_size: int, drop_last: bool = False):
         table = dataset_table(self.adapted_dataset)
@@ -168,12 +170,13 @@ class FastDataMixin:
                 or self.dataloader
 
     def _before_forward(self, **kwargs):
-        super()._before_forward(**kwargs)  # plugins first: DER keeps the batch as it is before augmentation
+        super()._before_forward(**kwargs)  # plugins first (e.g. the replay loader's samples are joined)
         self._augment()
 
     def _augment(self) -> None:
         """Augment the minibatch about to be forwarded (training only: Avalanche's evaluation loop calls
         ``_before_eval_forward`` instead)."""
+        self.unaugmented_x = self.mbatch[0]
         self.mbatch[0] = self.augment(self.mbatch[0])
 
     def augment(self, x: torch.Tensor) -> torch.Tensor:
@@ -202,6 +205,13 @@ def augmented(strategy, x: torch.Tensor) -> torch.Tensor:
     replayed batches a strategy forwards on its own (DER, sleep_cls)."""
     augment = getattr(strategy, "augment", None)
     return augment(x) if augment is not None else x
+
+
+def unaugmented(strategy) -> torch.Tensor:
+    """The training minibatch as it came in, before the augmentation ``mb_x`` went through: what a buffer
+    keeps (Mammoth's ``not_aug_inputs``)."""
+    x = getattr(strategy, "unaugmented_x", None)
+    return strategy.mb_x if x is None else x
 
 
 @functools.cache

@@ -84,8 +84,8 @@ def _unverified(rows: pd.DataFrame) -> bool:
     return bool(legend(zip(rows["verified"], rows["marker"])))
 
 
-REPRODUCTION_TITLES = ["Stream", "Scenario", "Model", "Strategy", "Metric", "n", "Ours", "Published", "As printed",
-                       "Gap (points)", "In our CI", "Verified", "What differs / what was tried"]
+REPRODUCTION_TITLES = ["Metric", "n", "Ours", "Published", "As printed", "Gap (points)", "In our CI", "Verified",
+                       "What differs / what was tried"]  # after the group columns
 
 
 def verified_text(verified: str) -> str:
@@ -103,7 +103,7 @@ def reproduction_cells(rows: pd.DataFrame, pm: str = "±", escape=str) -> tuple[
                       published_cell(r["published"], r["marker"], r["verified"], DIGITS), escape(r["reported"]),
                       "–" if pd.isna(r["gap"]) else f"{r['gap']:+.2f}", inside, verified_text(r["verified"]),
                       escape(r["explanation"])])
-    return [TITLES.get(c, c.title()) for c in names] + REPRODUCTION_TITLES[4:], out
+    return [TITLES[c] for c in names] + REPRODUCTION_TITLES, out
 
 
 def _sources(lb: Leaderboard, rows: pd.DataFrame) -> list[str]:

@@ -29,7 +29,7 @@ from avalanche.models import avalanche_forward
 from avalanche.training.templates import SupervisedTemplate
 from torch.nn import functional as F
 
-from forgetbench.benchmarks.fastdata import augmented
+from forgetbench.benchmarks.fastdata import augmented, unaugmented
 from forgetbench.benchmarks.schema import NonNegative, Positive
 from forgetbench.strategies.buffers import ReservoirBuffer
 from forgetbench.strategies.registry import Memory, register_strategy
@@ -43,10 +43,6 @@ class DarkReplayPlugin(SupervisedPlugin):
         self.buffer = ReservoirBuffer(mem_size, seed)
         self.generator = torch.Generator().manual_seed(seed)
         self.batch_size_mem, self.alpha, self.beta = batch_size_mem, alpha, beta
-        self.inputs = None  # the current batch before the training augmentation
-
-    def before_forward(self, strategy, **kwargs):
-        self.inputs = strategy.mb_x  # the strategy augments after its plugins' before_forward (fastdata.py)
 
     def before_backward(self, strategy, **kwargs):
         if not len(self.buffer):
@@ -64,7 +60,7 @@ class DarkReplayPlugin(SupervisedPlugin):
         return avalanche_forward(strategy.model, augmented(strategy, x), t)
 
     def after_training_iteration(self, strategy, **kwargs):
-        self.buffer.add(self.inputs, strategy.mb_y, strategy.mb_task_id, strategy.mb_output.detach())
+        self.buffer.add(unaugmented(strategy), strategy.mb_y, strategy.mb_task_id, strategy.mb_output.detach())
 
 
 @register_strategy("derpp", scenarios=("class", "domain"), memory=Memory(samples="mem_size", logits=True),

@@ -89,9 +89,9 @@ class PreviousModelTeacher:
         """At the end of an experience: a frozen copy of ``model`` becomes the teacher, and the experience's
         classes join the previously seen ones (``num_outputs``: outputs per head, the masks' size)."""
         self.previous_model = copy.deepcopy(model).eval().requires_grad_(False)
+        device = next(model.parameters()).device
         for task, classes in self.current_classes.items():
             mask = self.previous_classes.get(task)
-            device = next(model.parameters()).device
             mask = torch.zeros(num_outputs, dtype=torch.bool, device=device) if mask is None else mask.clone()
             mask[torch.as_tensor(classes, dtype=torch.long, device=mask.device)] = True
             self.previous_classes[task] = mask

@@ -42,7 +42,7 @@ from avalanche.training.templates import SupervisedTemplate
 from torch import nn
 from torch.nn import functional as F
 
-from forgetbench.benchmarks.fastdata import augmented
+from forgetbench.benchmarks.fastdata import augmented, unaugmented
 from forgetbench.benchmarks.schema import Fraction, NonNegative, Positive, PositiveFloat
 from forgetbench.strategies.buffers import ReservoirBuffer
 from forgetbench.strategies.registry import Memory, register_strategy
@@ -82,7 +82,6 @@ class CLSSleep(SleepPlugin):
         self.sleep_steps, self.sleep_batch_size = int(sleep_steps), sleep_batch_size
         self.consistency_weight, self.sleep_lr = consistency_weight, sleep_lr
         self.consolidations = 0
-        self.inputs = None  # the current batch before the training augmentation
 
     def to(self, device) -> None:
         for memory in self.memories.values():
@@ -111,11 +110,8 @@ class CLSSleep(SleepPlugin):
     def before_eval(self, strategy, **kwargs):
         self.to(strategy.device)
 
-    def before_forward(self, strategy, **kwargs):
-        self.inputs = strategy.mb_x  # before the training augmentation, which is applied after the plugins
-
     def wake(self, strategy):
-        self.buffer.add(self.inputs, strategy.mb_y, strategy.mb_task_id)  # CLS-ER's not_aug_inputs
+        self.buffer.add(unaugmented(strategy), strategy.mb_y, strategy.mb_task_id)  # CLS-ER's not_aug_inputs
 
     def sleep(self, strategy):
         if not len(self.buffer):

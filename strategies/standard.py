@@ -5,9 +5,10 @@
 - agem: Averaged GEM (Chaudhry et al. 2019).
 
 Those needing a subclass, a fix or their own implementation have their own modules: si.py (SI), der.py
-(DER and DER++, as Mammoth runs them), rehearsal.py (GDumb, ER-ACE), icarl.py (iCaRL). Where Avalanche's signature default differs from the paper, the
-paper's value is given at registration and cited next to it; hyperparameters that the harness owns
-(optimizer, learning rate, batch size, epochs) are not the strategy's.
+(DER and DER++, as Mammoth runs them), rehearsal.py (GDumb, ER-ACE), icarl.py (iCaRL). Where
+Avalanche's signature default differs from the paper, the paper's value is given at registration and
+cited next to it; hyperparameters that the harness owns (optimizer, learning rate, batch size, epochs)
+are not the strategy's.
 """
 from avalanche.training import AGEM, LwF, MAS
 

@@ -15,7 +15,6 @@ def _step_loss(plugin: DarkReplayPlugin, model: nn.Module, x, y, t, *, batch_siz
     """The loss ``plugin`` makes for one training step on ``(x, y, t)`` (one forward, as the template does)."""
     strategy = SimpleNamespace(model=model, mb_x=x, mb_y=y, mb_task_id=t, train_mb_size=batch_size,
                                _criterion=nn.CrossEntropyLoss())
-    plugin.before_forward(strategy)
     strategy.mb_output = model(x)
     strategy.loss = F.cross_entropy(strategy.mb_output, y)
     plugin.before_backward(strategy)
