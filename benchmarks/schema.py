@@ -409,7 +409,8 @@ def invalid_values(config: dict, strategy_info) -> list[str]:
             rules.update({f"{group}.{k}": v for k, v in hints.items() if k in node and f"{group}.{k}" not in rules})
     if strategy_info is not None and not strategy_info.open_params:
         rules.update({f"strategy.{k}": v for k, v in _strategy_hints(strategy_info).items()})
-    problems = [*_stream_problems(config.get("stream") or {}), *_protocol_problems(config)]
+    problems = [*_stream_problems(config.get("stream") or {}), *_protocol_problems(config),
+                *(strategy_info.config_problems(config) if strategy_info is not None else [])]
     for dotted, hint in rules.items():
         value = _lookup(config, dotted)
         if value is not _ABSENT and not conforms(value, hint):

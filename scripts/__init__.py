@@ -13,7 +13,7 @@ The public API (everything else is internal and may change)::
 
 - configs and runs: :func:`compose`, :func:`run`;
 - strategies: :func:`register_strategy`, :class:`Memory`, :class:`Bounds` (a parameter's range, as
-  ``Annotated[int, Bounds(min=1)]``), :func:`list_strategies`, :func:`get_strategy`,
+  ``Annotated[int, Bounds(min=1)]``), :class:`PerStream` (a default that depends on the stream and scenario), :func:`list_strategies`, :func:`get_strategy`,
   and the Avalanche bases a strategy builds on: :class:`SupervisedTemplate`, :class:`SupervisedPlugin`;
 - metrics (pure functions of the accuracy matrix): :func:`summarize`, :func:`average_accuracy`, :func:`average_incremental_accuracy`, :func:`seen_accuracy`,
   :func:`backward_transfer`, :func:`forward_transfer`, :func:`average_forgetting`,
@@ -35,6 +35,7 @@ _API = {
     "list_strategies": "forgetbench.strategies.registry",
     "get_strategy": "forgetbench.strategies.registry",
     "Memory": "forgetbench.strategies.registry",
+    "PerStream": "forgetbench.strategies.registry",
     "Bounds": "forgetbench.benchmarks.schema",
     "SupervisedTemplate": "avalanche.training.templates",
     "SupervisedPlugin": "avalanche.core",

@@ -5,6 +5,7 @@ The registry loads every module of this package, then the installed plugin packa
 """
 from forgetbench.strategies.registry import (
     Memory,
+    PerStream,
     StrategyInfo,
     get_strategy,
     list_strategies,
@@ -12,4 +13,4 @@ from forgetbench.strategies.registry import (
     unregister_strategy,
 )
 
-__all__ = ["Memory", "StrategyInfo", "get_strategy", "list_strategies", "register_strategy", "unregister_strategy"]
+__all__ = ["Memory", "PerStream", "StrategyInfo", "get_strategy", "list_strategies", "register_strategy", "unregister_strategy"]

@@ -11,6 +11,8 @@ strategy's config. Registering stores them with their defaults as the Hydra opti
 ``strategy=<name>`` (``{name: <name>, **parameters}``), so ``strategy.mem_size=500`` overrides one
 and ``forgetbench --cfg job`` shows them all; no YAML file repeats them. :meth:`StrategyInfo.params`
 checks a config against the signature, so a record's strategy name is always the class that ran.
+A default that depends on the stream and scenario is a :class:`PerStream` table given in
+``register_strategy(..., defaults=...)`` (EWC's lambda).
 
 ``strategy=avalanche strategy.cls=LwF strategy.alpha=1 ...`` runs any other
 ``avalanche.training`` strategy, recorded as ``avalanche.LwF``.
@@ -24,6 +26,8 @@ import inspect
 import pkgutil
 from dataclasses import dataclass, field
 from typing import Callable
+
+from omegaconf import OmegaConf
 
 from forgetbench.benchmarks.streams import SCENARIOS
 
@@ -91,7 +95,7 @@ class StrategyInfo:
 
     name: str
     cls: type
-    defaults: dict  # parameter -> default: the strategy's whole config
+    defaults: dict  # parameter -> default (or a PerStream table): the strategy's whole config
     scenarios: tuple[str, ...]
     offline: bool  # trains once on the whole stream (joint training), not experience by experience
     upper_bound: bool  # a reference, not a contender (joint, cumulative): never ranked best
@@ -115,6 +119,14 @@ class StrategyInfo:
                                  f"its parameters: {', '.join(allowed) or 'none'}")
         return params
 
+    def config_problems(self, config: dict) -> list[str]:
+        """What the class's optional ``config_problems(config) -> list[str]`` (a staticmethod or
+        classmethod given the run's resolved config) says against this run: a combination the
+        strategy is known to be wrong for, each message naming the fix. The run is refused before any
+        data is loaded."""
+        check = getattr(self.cls, "config_problems", None)
+        return [f"strategy={self.name}: {message}" for message in check(config)] if check else []
+
     def check_scenario(self, scenario: str) -> None:
         if scenario not in self.scenarios:
             raise ValueError(f"strategy {self.name!r} does not support the {scenario!r} scenario; "
@@ -136,11 +148,48 @@ def _signature_params(cls: type) -> dict:
     return out
 
 
+@dataclass(frozen=True)
+class PerStream:
+    """A parameter default that depends on the run's stream and scenario, for a knob whose useful
+    value does (EWC's lambda: Permuted-MNIST needs a far weaker penalty than Split-MNIST).
+
+    ``values`` maps ``"<stream>/<scenario>"`` patterns (shell wildcards, e.g. ``"permuted_mnist/*"``;
+    the first match wins) to a value, ``default`` covers every other run; ``source`` says where the
+    values come from. The ``strategy=<name>`` option holds ``${strategy_default:<name>,<param>}``,
+    which resolves against the run's ``stream.name`` and ``scenario`` (records keep the number); an
+    override such as ``strategy.ewc_lambda=10`` replaces it."""
+
+    default: object
+    values: dict
+    source: str = ""
+
+    def value(self, stream: str, scenario: str):
+        run = f"{stream}/{scenario}"
+        return next((v for pattern, v in self.values.items() if fnmatch.fnmatchcase(run, pattern)), self.default)
+
+    def __repr__(self) -> str:
+        return f"{self.default!r} ({', '.join(f'{p}: {v!r}' for p, v in self.values.items())})"
+
+
+def _strategy_default(strategy: str, param: str, *, _root_):
+    """Resolver ``${strategy_default:<strategy>,<param>}``: the :class:`PerStream` default for this run."""
+    return _REGISTRY[strategy].defaults[param].value(_root_.stream.name, _root_.scenario)
+
+
+OmegaConf.register_new_resolver("strategy_default", _strategy_default, replace=True)
+
+
 def _config_value(name: str, key: str, value):
     if value is inspect.Parameter.empty:
         raise ValueError(f"strategy {name!r}: parameter {key!r} has no default; give one in its signature "
                          f"or register_strategy(..., defaults={{{key!r}: ...}})")
     return list(value) if isinstance(value, tuple) else value
+
+
+def option_node(info: "StrategyInfo") -> dict:
+    """The ``strategy=<name>`` Hydra option: the name and the defaults, a :class:`PerStream` one as its resolver."""
+    return {"name": info.name, **{k: f"${{strategy_default:{info.name},{k}}}" if isinstance(v, PerStream) else v
+                                  for k, v in info.defaults.items()}}
 
 
 def register_strategy(name: str, *, scenarios=SCENARIOS, offline: bool = False, upper_bound: bool = False,
@@ -151,7 +200,8 @@ def register_strategy(name: str, *, scenarios=SCENARIOS, offline: bool = False, 
     ``scenarios``: those it supports; ``offline``: trains once on all experiences (joint);
     ``upper_bound``: a reference, never ranked best; ``task_labels``: needs task labels at test time
     (so task-IL only); ``memory``: what it stores (:class:`Memory`); ``defaults``: parameter
-    defaults that the signature lacks or that the paper sets differently (e.g. for an Avalanche class).
+    defaults that the signature lacks or that the paper sets differently (e.g. for an Avalanche class),
+    or that depend on the stream and scenario (a :class:`PerStream` table).
     """
     unknown = set(scenarios) - set(SCENARIOS)
     if unknown:
@@ -175,7 +225,7 @@ def register_strategy(name: str, *, scenarios=SCENARIOS, offline: bool = False, 
         source = _source or ("built-in" if cls.__module__.startswith(("forgetbench.", "avalanche.")) else cls.__module__)
         _REGISTRY[name] = StrategyInfo(name, cls, params, tuple(scenarios), offline, upper_bound, task_labels,
                                        memory, doc, source)
-        _store_config(name, {"name": name, **params})
+        _store_config(name, option_node(_REGISTRY[name]))
         return cls
 
     return add

@@ -5,11 +5,12 @@ import inspect
 import numpy as np
 import pytest
 import yaml
+from omegaconf import OmegaConf
 from avalanche.training.templates import SupervisedTemplate
 
 from forgetbench import strategies
 from forgetbench.benchmarks.experiment import ConfigError, run
-from forgetbench.strategies.registry import Memory, _signature_params
+from forgetbench.strategies.registry import Memory, PerStream, _signature_params
 from tests.conftest import REPO, compose_cfg, restoring_registry
 
 NAMES = strategies.list_strategies()
@@ -24,11 +25,15 @@ def test_the_config_option_is_the_registered_definition(name):
     assert set(info.defaults) == set(signature)
     for key, default in signature.items():
         default = list(default) if isinstance(default, tuple) else default  # YAML has lists, not tuples
-        if default is not inspect.Parameter.empty and info.defaults[key] != default:
+        registered = info.defaults[key]
+        registered = registered.default if isinstance(registered, PerStream) else registered  # the other streams'
+        if default is not inspect.Parameter.empty and registered != default:
             assert info.cls.__module__.startswith("avalanche."), \
                 f"{name}.{key}: forgetbench's own classes keep their defaults in the signature"
-    node = compose_cfg([f"strategy={name}"]).strategy
-    assert dict(node) == {"name": name, **info.defaults}
+    cfg = compose_cfg([f"strategy={name}"])
+    expected = {k: v.value(cfg.stream.name, cfg.scenario) if isinstance(v, PerStream) else v
+                for k, v in info.defaults.items()}
+    assert dict(cfg.strategy) == {"name": name, **expected}
 
 
 def _experiment_strategies(doc: dict) -> set:
@@ -86,6 +91,21 @@ def test_registration_checks_defaults_against_the_signature(clean_registry):
     assert dict(compose_cfg(["strategy=_minimal"]).strategy) == {"name": "_minimal", "strength": 0.5, "required": 1}
 
 
+def test_a_per_stream_default_resolves_for_the_run_and_yields_to_an_override(clean_registry):
+    table = PerStream(0.5, {"permuted_mnist/*": 0.01, "*/domain": 0.1}, source="a test")
+    strategies.register_strategy("_tuned", defaults={"required": 1, "strength": table})(_Minimal)
+
+    def strength(*overrides):
+        cfg = compose_cfg(["strategy=_tuned", *overrides])
+        return OmegaConf.to_container(cfg, resolve=True)["strategy"]["strength"]  # as the run record keeps it
+
+    assert strength("stream=split_mnist", "scenario=class") == 0.5  # no pattern matches: the default
+    assert strength("stream=split_mnist", "scenario=domain") == 0.1
+    assert strength("stream=permuted_mnist", "scenario=domain") == 0.01  # the first match wins
+    assert strength("stream=permuted_mnist", "strategy.strength=3.0") == 3.0
+    assert repr(table) == "0.5 (permuted_mnist/*: 0.01, */domain: 0.1)"  # as forgetbench-strategies -v shows it
+
+
 def test_restoring_registry_removes_strategies_and_their_options():
     with restoring_registry():
         strategies.register_strategy("_temporary")(SupervisedTemplate)
@@ -99,6 +119,22 @@ def test_unsupported_scenario_is_refused_naming_the_allowed_ones(clean_registry,
     strategies.register_strategy("_class_only", scenarios=("class",))(_Minimal.__base__)
     with pytest.raises(ConfigError, match=r"does not support the 'task' scenario; it supports \['class'\]"):
         run(tiny_cfg("strategy=_class_only", "scenario=task"), tmp_path / "run")
+
+
+class _NotOnPermuted(SupervisedTemplate):
+    @staticmethod
+    def config_problems(config):
+        return ["refused on permuted streams; choose stream=split_mnist"] if config["stream"]["kind"] == "permuted" else []
+
+
+def test_a_strategy_can_refuse_a_combination_before_any_data_is_read(clean_registry, tiny_cfg, tmp_path):
+    strategies.register_strategy("_not_on_permuted")(_NotOnPermuted)
+    with pytest.raises(ConfigError, match=r"^strategy=_not_on_permuted: refused on permuted streams; choose "
+                                          r"stream=split_mnist$"):
+        run(tiny_cfg("strategy=_not_on_permuted", "stream=permuted_mnist", "scenario=domain", root=tmp_path / "no_data"),
+            tmp_path / "refused")
+    record = run(tiny_cfg("strategy=_not_on_permuted"), tmp_path / "split")
+    assert record["status"] == "ok"
 
 
 def _tiny_params(info) -> list[str]:
