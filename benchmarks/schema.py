@@ -23,6 +23,7 @@ import functools
 import importlib
 import inspect
 import itertools
+import sys
 import typing
 from dataclasses import dataclass
 from importlib import resources
@@ -409,8 +410,12 @@ def invalid_values(config: dict, strategy_info) -> list[str]:
             rules.update({f"{group}.{k}": v for k, v in hints.items() if k in node and f"{group}.{k}" not in rules})
     if strategy_info is not None and not strategy_info.open_params:
         rules.update({f"strategy.{k}": v for k, v in _strategy_hints(strategy_info).items()})
-    problems = [*_stream_problems(config.get("stream") or {}), *_protocol_problems(config),
-                *(strategy_info.config_problems(config) if strategy_info is not None else [])]
+    problems = [*_stream_problems(config.get("stream") or {}), *_protocol_problems(config)]
+    for refusal in strategy_info.config_problems(config) if strategy_info is not None else []:
+        if config.get("allow_refused"):
+            print(f"forgetbench: warning: running it anyway (allow_refused=true): {refusal}", file=sys.stderr)
+        else:
+            problems.append(f"{refusal} (allow_refused=true runs it anyway)")
     for dotted, hint in rules.items():
         value = _lookup(config, dotted)
         if value is not _ABSENT and not conforms(value, hint):

@@ -36,7 +36,7 @@ from omegaconf import DictConfig, OmegaConf
 from forgetbench.benchmarks.records import atomic_write_text, read_record, refresh_runs_csv
 
 # Dotted config keys that do not change what a run computes.
-VOLATILE = ("hydra", "progress", "force", "threads", "results_dir", "sweep_name", "run_name",
+VOLATILE = ("hydra", "progress", "force", "allow_refused", "threads", "results_dir", "sweep_name", "run_name",
             "data.root", "data.download", "stream.root", "stream.download")
 SWEEP_SIZE_ENV = "FORGETBENCH_SWEEP_SIZE"
 COMMAND_ENV = "FORGETBENCH_COMMAND"  # the forgetbench command line, set by the CLI, read into the records

@@ -245,6 +245,17 @@ def test_sleep_src_refuses_task_il(tmp_path):
         tiny_run(tmp_path, "sleep_src", "task", ["model.bias=false"])
 
 
+def test_sleep_src_refuses_permuted_streams_naming_the_alternatives_unless_allowed(tmp_path, capfd):
+    from forgetbench.benchmarks.experiment import ConfigError
+
+    short = ["stream=permuted_mnist", "stream.n_experiences=2", "strategy.iterations=200", "strategy.increment=50"]
+    with pytest.raises(ConfigError, match=r"worse than no consolidation .* choose strategy=sleep_cls or sleep_dream, "
+                                          r"or a split stream .* \(allow_refused=true runs it anyway\)"):
+        tiny_run(tmp_path / "refused", "sleep_src", "domain", short)
+    record = tiny_run(tmp_path / "allowed", "sleep_src", "domain", [*short, "allow_refused=true"])
+    assert record["status"] == "ok" and "running it anyway (allow_refused=true)" in capfd.readouterr().err
+
+
 def test_sleep_src_needs_one_threshold_per_layer(tmp_path):
     with pytest.raises(ValueError, match="3 thresholds for 2 Linear layers"):
         tiny_run(tmp_path, "sleep_src", "class", ["model.bias=false", "model.hidden_sizes=[8]"])

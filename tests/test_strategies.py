@@ -130,7 +130,7 @@ class _NotOnPermuted(SupervisedTemplate):
 def test_a_strategy_can_refuse_a_combination_before_any_data_is_read(clean_registry, tiny_cfg, tmp_path):
     strategies.register_strategy("_not_on_permuted")(_NotOnPermuted)
     with pytest.raises(ConfigError, match=r"^strategy=_not_on_permuted: refused on permuted streams; choose "
-                                          r"stream=split_mnist$"):
+                                          r"stream=split_mnist \(allow_refused=true runs it anyway\)$"):
         run(tiny_cfg("strategy=_not_on_permuted", "stream=permuted_mnist", "scenario=domain", root=tmp_path / "no_data"),
             tmp_path / "refused")
     record = run(tiny_cfg("strategy=_not_on_permuted"), tmp_path / "split")
