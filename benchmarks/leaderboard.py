@@ -29,9 +29,9 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from forgetbench.benchmarks.metrics import intransigence
-from forgetbench.benchmarks.records import flatten, reference_key
+from forgetbench.benchmarks.records import flatten, reference_key, standing_records
 from forgetbench.benchmarks.stats import mean_ci
-from forgetbench.benchmarks.sweep import config_key, identity
+from forgetbench.benchmarks.sweep import identity
 
 GROUP = ["stream", "scenario", "eval_split", "sweep", "model", "strategy"]
 # eval_split: "test", or "validation"; sweep: the input directory's name with ``by_sweep`` (one protocol per
@@ -162,23 +162,26 @@ def load_runs(dirs, by_sweep: bool = False) -> tuple[pd.DataFrame, list[str], li
     """Finished runs under ``dirs`` (one row each, newest record per config), the paths of the failed
     runs whose config has no finished run, and one warning per record skipped (``<path>: why``).
     ``by_sweep``: each run's ``sweep`` is the name of the directory it was found under."""
-    rows, failed, skipped = [], {}, []
-    for path, under in record_paths(dirs).items():
+    rows, failed, skipped, candidates = [], [], [], []
+    found = record_paths(dirs)
+    for path in found:
         record, why = read_run_record(path)
         status = record.get("status") if record is not None else None
-        if record is not None and status in FAILED:
-            config = record.get("config")
-            failed[str(path.parent)] = config_key(config if isinstance(config, dict) else {})
-            continue
-        if record is not None:
+        if record is not None and status not in FAILED:
             why = unusable(record) if status == "ok" else (
                 "no status" if status is None else f"status {status!r}: not a finished run")
         if why:
             skipped.append(f"skipped {path}: {why}")
+        else:
+            candidates.append((path, record))
+    sweep_of = (lambda path: found[path].resolve().name) if by_sweep else None
+    for path, record in sorted(standing_records(candidates, sweep_of)):  # a failed one: its config never finished
+        if record["status"] in FAILED:
+            failed.append(str(path.parent))
             continue
         row = {k: record[k] for k in (*PUBLISHED_KEY, "seed")}
         row["eval_split"] = record.get("eval_split") or "test"  # records from before validation splits: test
-        row["sweep"] = (under.resolve().name if by_sweep else "")
+        row["sweep"] = sweep_of(path) if by_sweep else ""
         row.update({m: record["metrics"].get(m) for m in METRICS if m not in TIMES})
         memory, info = record.get("memory") or {}, record.get("strategy_info") or {}
         row.update(memory_samples=memory.get("samples"), memory_bytes=memory.get("bytes"),
@@ -189,16 +192,14 @@ def load_runs(dirs, by_sweep: bool = False) -> tuple[pd.DataFrame, list[str], li
         row.update(time=timings["total_seconds"], sleep_time=math.nan if slept is None else slept,
                    wake_time=timings.get("train_seconds", math.nan) - (slept or 0.0),
                    accuracy_matrix=record["accuracy_matrix"],
-                   config=record["config"], key=config_key(record["config"]),
+                   config=record["config"],
                    command=record.get("command") or "", sweep_command=record.get("sweep_command") or "",
                    started_at=record.get("started_at") or record.get("finished_at") or "",
                    finished_at=record.get("finished_at", ""), path=str(path.parent))
         rows.append(row)
     columns = [*GROUP, "seed", *METRICS, "memory_samples", "memory_bytes", "upper_bound", "offline", "accuracy_matrix",
-               "config", "key", "command", "sweep_command", "started_at", "finished_at", "path"]
+               "config", "command", "sweep_command", "started_at", "finished_at", "path"]
     runs = pd.DataFrame(rows, columns=columns)
-    failed = [path for path, key in failed.items() if key not in set(runs["key"])]
-    runs = runs.sort_values("finished_at").drop_duplicates(["sweep", "key"], keep="last").drop(columns="key")
     return with_intransigence(runs.sort_values([*GROUP, "seed"]).reset_index(drop=True)), failed, skipped
 
 

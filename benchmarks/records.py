@@ -226,29 +226,33 @@ def _newest_first(item):
     return "", 0
 
 
-def current_records(folder: Path) -> list[tuple[Path, dict]]:
-    """The record that stands for each config among ``folder/*/record.json``: its newest ``ok``
-    record, or its newest record when none is ok (as resume and the leaderboard read them)."""
+def standing_records(items, group=None) -> list[tuple[Path, dict]]:
+    """The record that stands for each config among ``items`` ((path, record) pairs; per ``group(path)``
+    as well, if given): its newest ``ok`` record, or its newest record when none is ok. The one rule
+    by which resume, ``runs.csv`` and the leaderboard pick among re-runs."""
     from forgetbench.benchmarks.sweep import config_key
 
-    best: dict[str, tuple[Path, dict]] = {}
-    for path in Path(folder).glob("*/record.json"):
-        record = read_record(path)
-        if record is None:
-            continue
-        key = config_key(record.get("config") or {})
-        if key in best:
-            rank = lambda item: (item[1].get("status") == "ok", _newest_first(item))  # noqa: E731
-            if rank((path, record)) <= rank(best[key]):
-                continue
-        best[key] = (path, record)
+    rank = lambda item: (item[1].get("status") == "ok", _newest_first(item))  # noqa: E731
+    best: dict[tuple, tuple[Path, dict]] = {}
+    for path, record in items:
+        config = record.get("config")
+        key = (group(path) if group else "", config_key(config if isinstance(config, dict) else {}))
+        if key not in best or rank((path, record)) > rank(best[key]):
+            best[key] = (path, record)
+    return list(best.values())
+
+
+def current_records(folder: Path) -> list[tuple[Path, dict]]:
+    """:func:`standing_records` among ``folder/*/record.json``, in job order."""
+    readable = ((path, read_record(path)) for path in Path(folder).glob("*/record.json"))
+    best = standing_records((path, record) for path, record in readable if record is not None)
 
     def order(item):  # job number first ("10__x" after "9__x"), then the name
         name = item[0].parent.name
         head = name.split("__", 1)[0]
         return (int(head) if head.isdigit() else math.inf, name)
 
-    return sorted(best.values(), key=order)
+    return sorted(best, key=order)
 
 
 def _columns(rows: list[dict]) -> list[str]:
