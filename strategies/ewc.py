@@ -400,8 +400,8 @@ def _grow(t: torch.Tensor, shape: torch.Size) -> torch.Tensor:
 # permuted_mnist domain-IL, seeds 0-2; naive 0.554 over seeds 0-4): ACC at lambda 10 / 30 / 100 / 1e3 / 1e4 /
 # 1e5 / 1e6 = 0.879 / 0.893 / 0.879 / 0.759 / 0.470 / 0.332 / 0.300 (the last over seeds 0-4), online EWC
 # (gamma 0.7) at 100 / 1e3 / 1e4 = 0.865 / 0.867 / 0.616 (seeds 0-1). Van de Ven & Tolias use 500 and 1000 there.
-EWC_LAMBDA = PerStream(1e6, {"permuted_mnist/*": 30.0}, source="measured, see ewc.py")
-ONLINE_EWC_LAMBDA = PerStream(1e8, {"permuted_mnist/*": 1000.0}, source="measured, see ewc.py")
+EWC_LAMBDA = PerStream(1e6, {"permuted_mnist/*": 30.0})
+ONLINE_EWC_LAMBDA = PerStream(1e8, {"permuted_mnist/*": 1000.0})
 
 
 @register_strategy("ewc", memory=Memory(networks=2), defaults={"ewc_lambda": EWC_LAMBDA},

@@ -154,14 +154,13 @@ class PerStream:
     value does (EWC's lambda: Permuted-MNIST needs a far weaker penalty than Split-MNIST).
 
     ``values`` maps ``"<stream>/<scenario>"`` patterns (shell wildcards, e.g. ``"permuted_mnist/*"``;
-    the first match wins) to a value, ``default`` covers every other run; ``source`` says where the
-    values come from. The ``strategy=<name>`` option holds ``${strategy_default:<name>,<param>}``,
+    the first match wins) to a value, ``default`` covers every other run (say where the values come
+    from beside the table). The ``strategy=<name>`` option holds ``${strategy_default:<name>,<param>}``,
     which resolves against the run's ``stream.name`` and ``scenario`` (records keep the number); an
     override such as ``strategy.ewc_lambda=10`` replaces it."""
 
     default: object
     values: dict
-    source: str = ""
 
     def value(self, stream: str, scenario: str):
         run = f"{stream}/{scenario}"

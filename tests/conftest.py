@@ -3,14 +3,17 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import itertools
 import os
 import pickle
 from pathlib import Path
 
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
 from forgetbench import compose
+from forgetbench.benchmarks import schema
 from forgetbench.strategies.registry import list_strategies, unregister_strategy
 
 REPO = Path(__file__).resolve().parents[1]
@@ -22,6 +25,20 @@ TINY = ["stream.max_train_per_exp=48", "stream.max_test_per_exp=24", "progress=f
 def compose_cfg(overrides=(), root: Path | str = DATA, **kwargs):
     """The real config, as the CLI composes it, reading data from ``root``: the one place tests compose."""
     return compose([f"data.root={root}", *overrides], **kwargs)
+
+
+def preset_sweep(preset: str) -> list[tuple[dict, list[int]]]:
+    """The configs ``forgetbench -m experiment=<preset>`` runs, for its first seed, with the seeds it sweeps:
+    its sweeper params expanded, each composed as the CLI would and folded as a run records it
+    (``per_strategy`` merged into ``strategy``)."""
+    params = dict(compose_cfg([f"experiment={preset}"], return_hydra_config=True).hydra.sweeper.params)
+    seeds = [int(s) for s in str(params.pop("seed")).split(",")]
+    keys, values = list(params), [str(v).split(",") for v in params.values()]
+    out = []
+    for combination in itertools.product(*values):
+        cfg = compose_cfg([f"experiment={preset}", f"seed={seeds[0]}", *(f"{k}={v}" for k, v in zip(keys, combination))])
+        out.append((schema.fold_per_strategy(OmegaConf.to_container(cfg, resolve=True)), seeds))
+    return out
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ results/reference/buzzega2020_der.csv is matched by the runs of exactly one pres
 beside ours), every run has its published number, and each preset runs (tiny, on generated data)."""
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import subprocess
@@ -14,11 +13,10 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from forgetbench.benchmarks import schema
 from forgetbench.benchmarks.experiment import run, validate
 from forgetbench.benchmarks.leaderboard import PUBLISHED_KEY, protocol_matches
 
-from tests.conftest import REPO, compose_cfg, make_tiny_cifar, make_tiny_mnist
+from tests.conftest import REPO, compose_cfg, make_tiny_cifar, make_tiny_mnist, preset_sweep
 
 REFERENCE = REPO / "results" / "reference" / "buzzega2020_der.csv"
 PRESETS = sorted(p.name[:-5] for p in (resources.files("forgetbench.conf") / "experiment").iterdir()
@@ -37,26 +35,12 @@ LR = {  # Mammoth's utils/best_args.py (d20f640): (preset, strategy) -> lr
 }
 
 
-def sweep(preset: str) -> list[tuple[dict, list[int]]]:
-    """The configs ``forgetbench -m experiment=<preset>`` runs, for its first seed, with the seeds it sweeps:
-    its sweeper params expanded, each composed as the CLI would and folded as a run records it
-    (``per_strategy`` merged into ``strategy``)."""
-    params = dict(compose_cfg([f"experiment={preset}"], return_hydra_config=True).hydra.sweeper.params)
-    seeds = [int(s) for s in str(params.pop("seed")).split(",")]
-    keys, values = list(params), [str(v).split(",") for v in params.values()]
-    out = []
-    for combination in itertools.product(*values):
-        cfg = compose_cfg([f"experiment={preset}", f"seed={seeds[0]}", *(f"{k}={v}" for k, v in zip(keys, combination))])
-        out.append((schema.fold_per_strategy(OmegaConf.to_container(cfg, resolve=True)), seeds))
-    return out
-
-
 @pytest.fixture(scope="module")
 def runs() -> pd.DataFrame:
     """One row per (preset, config) of every preset's sweep."""
     rows = [{"preset": p, "sweep_name": c["sweep_name"], "stream": c["stream"]["name"], "scenario": c["scenario"],
              "model": c["model"]["name"], "strategy": c["strategy"]["name"], "seeds": seeds, "config": c}
-            for p in PRESETS for c, seeds in sweep(p)]
+            for p in PRESETS for c, seeds in preset_sweep(p)]
     return pd.DataFrame(rows)
 
 

@@ -92,7 +92,7 @@ def test_registration_checks_defaults_against_the_signature(clean_registry):
 
 
 def test_a_per_stream_default_resolves_for_the_run_and_yields_to_an_override(clean_registry):
-    table = PerStream(0.5, {"permuted_mnist/*": 0.01, "*/domain": 0.1}, source="a test")
+    table = PerStream(0.5, {"permuted_mnist/*": 0.01, "*/domain": 0.1})
     strategies.register_strategy("_tuned", defaults={"required": 1, "strength": table})(_Minimal)
 
     def strength(*overrides):

@@ -7,8 +7,7 @@ from __future__ import annotations
 import pytest
 
 from forgetbench.benchmarks.experiment import run
-from tests.conftest import compose_cfg
-from tests.test_der_presets import sweep
+from tests.conftest import compose_cfg, preset_sweep
 
 # Their param_values.py (GMvandeVen/continual-learning, preprints branch, a02db26, lines 9-41), transcribed
 # independently of the presets: (protocol, scenario) -> EWC lambda, online EWC lambda, gamma, SI c.
@@ -28,7 +27,7 @@ def test_each_preset_sweeps_the_papers_methods_with_their_hyperparameters(preset
     protocol, scenario = preset.split("_")[1], preset.split("_")[-1]
     ewc_lambda, online_lambda, gamma, si_c = THEIRS[(protocol, scenario)]
     iterations, lr, hidden, tasks = BUDGET[protocol]
-    configs = {c["strategy"]["name"]: (c, seeds) for c, seeds in sweep(preset)}
+    configs = {c["strategy"]["name"]: (c, seeds) for c, seeds in preset_sweep(preset)}
     assert set(configs) >= METHODS
     for config, seeds in configs.values():
         assert seeds == [0, 1, 2, 3, 4]
